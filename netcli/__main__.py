@@ -1,0 +1,3 @@
+from netcli.cli import main
+
+main()

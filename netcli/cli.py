@@ -1,0 +1,349 @@
+"""The command line. Thin: parse, call, print. Results on stdout, talk on stderr.
+
+Exit codes: 0 ok, 1 the job ran and failed, 2 bad usage, config or data, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from netcli import __version__
+from netcli.errors import JobFailed, NetcliError
+from netcli.log import Reporter, console as err_console
+
+
+def out_console() -> Console:
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
+
+
+class NetcliGroup(click.Group):
+    """Turns a NetcliError into `Error: <message>` and its exit code, in one place."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except NetcliError as e:
+            if ctx.params.get("debug"):
+                traceback.print_exc()
+            click.echo(f"Error: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=NetcliGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show a traceback for errors.")
+@click.version_option(__version__, prog_name="netcli")
+def cli(debug):
+    """Train neural networks written in NumPy from YAML configs."""
+
+
+def _emit_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, default=_json_default))
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(type(value).__name__)
+
+
+# -- train -------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("config", required=False, type=click.Path())
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key, e.g. --set optimizer.lr=0.01 --set model.layers.0.units=32.")
+@click.option("--run-dir", type=click.Path(), help="Write the run here instead of runs/<name>-<time>.")
+@click.option("--runs", "runs_base", default="runs", show_default=True, type=click.Path(),
+              help="Folder that holds the run directories.")
+@click.option("--resume", "resume_run", type=click.Path(), help="Carry on from RUN's checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Allow --run-dir to name a run that exists.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON instead of the path.")
+def train(config, overrides, run_dir, runs_base, resume_run, overwrite, quiet, as_json):
+    """Train CONFIG; print the run directory on stdout.
+
+    run=$(netcli train configs/digits_mlp.yaml) && netcli eval "$run"
+    """
+    from netcli import training
+
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    reporter = Reporter(quiet=quiet)
+    if resume_run:
+        if config:
+            raise click.UsageError("give either CONFIG or --resume RUN, not both")
+        result = training.resume(resume_run, reporter=reporter)
+    else:
+        if not config:
+            raise click.UsageError("missing CONFIG (or --resume RUN)")
+        from netcli.config import load_config
+        result = training.train(load_config(config, overrides), run_dir=run_dir, runs_base=runs_base,
+                                overwrite=overwrite, reporter=reporter)
+    summary = result.summary
+    if not quiet:
+        final = summary.get("test") or summary.get("final", {})
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in final.items() if isinstance(v, float))
+        where = "test" if "test" in summary else "last epoch"
+        err_console.print(f"{summary['status']} after {summary['epochs']} epochs in "
+                          f"{summary['wall_seconds']:.1f}s; {where}: {shown}", markup=False)
+    if as_json:
+        _emit_json({"run_dir": str(result.run_dir), **summary})
+    else:
+        click.echo(str(result.run_dir))
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+# -- eval and predict --------------------------------------------------------------
+
+def _data_path(run, data):
+    path = data or run.config.spec.data.test
+    if not path:
+        raise NetcliError("no --data given and the run's config has no data.test; "
+                          "pass --data FILE or --data - for stdin")
+    return path
+
+
+@cli.command("eval")
+@click.argument("run_dir", type=click.Path())
+@click.option("--data", help="CSV, NPZ or NPY file, or - for stdin (default: the config's data.test).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+def eval_cmd(run_dir, data, as_json):
+    """Metrics of a trained run on test data."""
+    from netcli.api import load_run
+
+    run = load_run(run_dir)
+    split = run.split(_data_path(run, data))
+    result = run.evaluate(split)
+    if as_json:
+        _emit_json(result)
+        return
+    out = out_console()
+    table = Table(title=f"{run.path.name} on {split.source} ({len(split)} examples)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("loss", "accuracy", "mse", "mae", "r2"):
+        if key in result:
+            table.add_row(key, f"{result[key]:.6g}")
+    out.print(table)
+    if "per_class" in result:
+        pc = Table(title="per class")
+        for col in ("class", "precision", "recall", "f1", "support"):
+            pc.add_column(col, justify="right")
+        for c, s in result["per_class"].items():
+            pc.add_row(c, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", str(s["support"]))
+        out.print(pc)
+        cm = Table(title="confusion (rows: true, columns: predicted)")
+        cm.add_column("")
+        for c in result["classes"]:
+            cm.add_column(str(c), justify="right")
+        for c, row in zip(result["classes"], result["confusion"]):
+            cm.add_row(str(c), *map(str, row))
+        out.print(cm)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--data", help="CSV, NPZ or NPY file, or - for stdin (default: the config's data.test).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "npy"]), default="csv", show_default=True)
+@click.option("--proba", is_flag=True, help="Class probabilities (columns in class order) instead of labels.")
+@click.option("--layer", type=int, help="Output layer N's activations (e.g. an autoencoder's code).")
+def predict(run_dir, data, fmt, proba, layer):
+    """One prediction per input row on stdout."""
+    from netcli.api import load_run
+
+    run = load_run(run_dir)
+    split = run.split(_data_path(run, data), need_target=False)
+    X, _ = split.take(np.arange(len(split)))
+    if layer is not None:
+        if not 0 <= layer < len(run.net.layers):
+            raise NetcliError(f"--layer {layer}: the model has layers 0..{len(run.net.layers) - 1}")
+        result = run._batched(X, 1024, layer)
+    else:
+        out = run._batched(X, 1024)
+        result = out if proba else run.decode(out)
+    write_predictions(result, fmt, run.classes if proba and layer is None else None)
+
+
+def write_predictions(result: np.ndarray, fmt: str, columns=None) -> None:
+    if fmt == "npy":
+        buf = sys.stdout.buffer
+        np.save(buf, np.asarray(result))
+        buf.flush()
+        return
+    rows = np.asarray(result).reshape(len(result), -1) if np.asarray(result).ndim > 1 else np.asarray(result)
+    lines = []
+    for row in rows:
+        values = row.tolist() if isinstance(row, np.ndarray) else row.item()
+        if fmt == "jsonl":
+            if columns is not None:
+                values = dict(zip(map(str, columns.tolist()), values))
+            lines.append(json.dumps({"prediction": values}))
+        else:
+            lines.append(",".join(_fmt(v) for v in values) if isinstance(values, list) else _fmt(values))
+    sys.stdout.write("\n".join(lines) + ("\n" if lines else ""))
+
+
+def _fmt(v) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+# -- gradcheck ---------------------------------------------------------------------
+
+@cli.command()
+@click.argument("target", type=click.Path())
+@click.option("--eps", default=1e-6, show_default=True, help="Finite-difference step.")
+@click.option("--tol", default=1e-6, show_default=True, help="Largest relative error that passes.")
+@click.option("--method", type=click.Choice(["central", "forward"]), default="central", show_default=True,
+              help="central: (E(w+eps) - E(w-eps)) / 2eps; forward: the notes' (E(w+eps) - E(w)) / eps.")
+@click.option("--examples", default=4, show_default=True, help="Examples in the checked batch.")
+@click.option("--max-coords", type=int, help="Check at most N random coordinates per tensor.")
+@click.option("--random", "use_random", is_flag=True, help="Random inputs and targets instead of the data.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def gradcheck(target, eps, tol, method, examples, max_coords, use_random, seed, overrides, as_json):
+    """Backpropagation against finite differences, per tensor, in float64.
+
+    TARGET is a config (fresh parameters) or a run directory (its trained weights).
+    Checks every parameter tensor and every layer's input gradient (layers.<i>.input).
+    Coordinates whose perturbation crosses a kink (ReLU at 0, a maxout or max-pool
+    tie) have no derivative there: they are left out and counted under "kinks".
+    Exit 0 when every tensor's relative error is at most --tol, else 1.
+    """
+    from netcli import gradcheck as gc
+    from netcli.config import load_config
+    from netcli.model import build_network
+    from netcli.training import load_weights_into
+
+    path = Path(target)
+    run_path = path if path.is_dir() else None
+    config = load_config(run_path / "config.yaml" if run_path else path, overrides)
+    net = build_network(config, dtype=np.float64)
+    if run_path:
+        load_weights_into(net, run_path / "weights.npz")
+    rng = np.random.default_rng(seed)
+    X, y, source = _gradcheck_batch(config, net, examples, rng, use_random)
+    report = gc.check_network(net, X, y, eps=eps, method=method, tol=tol, max_coords=max_coords, seed=seed)
+    if as_json:
+        _emit_json({**report.as_dict(), "data": source, "examples": len(X)})
+    else:
+        _print_report(report, source, len(X))
+    if not report.ok:
+        w = report.worst
+        raise JobFailed(f"gradient check failed: {w.name} has relative error {w.rel_err:.3g} > {tol:g} "
+                        f"(worst coordinate {w.worst_index}, abs error {w.max_abs_err:.3g})")
+
+
+def _gradcheck_batch(config, net, k, rng, use_random):
+    from netcli.data import task_of
+    task = task_of(config.spec.loss, config.spec.data.target)
+    if not use_random and config.spec.data.train:
+        from netcli.training import prepare
+        p = prepare(config)
+        idx = rng.choice(len(p.train), min(k, len(p.train)), replace=False)
+        X, y = p.train.take(np.sort(idx))
+        return X.astype(np.float64), y.astype(np.float64), p.train.source
+    X = rng.normal(size=(k, *net.input_shape))
+    shape = (k, *net.output_shape)
+    if task == "autoencoder":
+        y = X.copy()
+    elif task == "classification":
+        y = np.eye(shape[-1])[rng.integers(0, shape[-1], size=shape[:-1])]
+    elif task == "binary":
+        y = rng.integers(0, 2, size=shape).astype(float)
+    else:
+        y = rng.normal(size=shape)
+    return X, y, "random"
+
+
+def _print_report(report, source, m):
+    out = out_console()
+    table = Table(title=f"gradient check ({report.method} differences, eps {report.eps:g}, "
+                        f"{m} examples from {source})")
+    for col, justify in (("tensor", "left"), ("checked", "right"), ("kinks", "right"),
+                         ("max abs err", "right"), ("rel err", "right"), ("", "left")):
+        table.add_column(col, justify=justify)
+    for t in report.tensors:
+        table.add_row(t.name, str(t.checked), str(t.kinks), f"{t.max_abs_err:.2e}", f"{t.rel_err:.2e}",
+                      "ok" if t.ok else "FAIL")
+    out.print(table)
+    ratio = report.finite_diff_seconds / max(report.backprop_seconds, 1e-12)
+    out.print(f"backprop gradient {report.backprop_seconds * 1e3:.3f} ms; finite differences "
+              f"{report.finite_diff_seconds:.3f} s ({ratio:,.0f}x)")
+    out.print(f"{'PASS' if report.ok else 'FAIL'}: worst relative error {report.worst.rel_err:.2e} "
+              f"({report.worst.name}), tolerance {report.tol:g}")
+
+
+# -- config tools ------------------------------------------------------------------
+
+@cli.command()
+@click.argument("config", type=click.Path())
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+def validate(config, overrides):
+    """Check a config (and that its network fits together) without training."""
+    from netcli.config import load_config
+    from netcli.model import build_network
+
+    cfg = load_config(config, overrides)
+    net = build_network(cfg)
+    click.echo(f"{config}: ok ({len(net.layers)} layers, {net.size:,} parameters)")
+
+
+@cli.command()
+def schema():
+    """Print a JSON Schema of the config (for editors that complete and check YAML)."""
+    from netcli.config import json_schema
+    _emit_json(json_schema())
+
+
+@cli.command()
+@click.argument("target", type=click.Path())
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+def summary(target, overrides):
+    """Layers, output shapes, parameter counts and the objective being minimized."""
+    from netcli.config import load_config
+    from netcli.model import build_network
+
+    path = Path(target)
+    config = load_config(path / "config.yaml" if path.is_dir() else path, overrides)
+    net = build_network(config)
+    out = out_console()
+    table = Table(title=f"{config.name}: input {list(net.input_shape)}")
+    for col in ("#", "layer", "output shape", "parameters"):
+        table.add_column(col, justify="right" if col in ("#", "parameters") else "left")
+    for i, layer in enumerate(net.layers):
+        count = sum(s.size for s in net.slots if s.layer == i)
+        table.add_row(str(i), layer.describe(), str(list(net.shapes[i + 1])), f"{count:,}")
+    table.add_row("", "total", "", f"{net.size:,}")
+    out.print(table)
+    out.print(objective_formula(net), markup=False)
+
+
+def objective_formula(net) -> str:
+    terms = [net.loss.formula]
+    terms += [p.formula() for p in net.weight_penalties]
+    terms += [p.formula() for p in net.activation_penalties]
+    text = "J = " + " + ".join(terms)
+    if net.weight_penalties:
+        text += ", biases not penalized"
+    return text
+
+
+def main() -> None:
+    cli(prog_name="netcli")

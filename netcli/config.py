@@ -1,0 +1,423 @@
+"""YAML -> a validated, typed spec. Errors name the file, the line and the key path.
+
+A config block that names a component (`{type: dense, units: 64}`) is checked
+against that component's constructor signature: its keys are the arguments,
+unknown keys are refused with the closest valid one suggested.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+
+from netcli.errors import ConfigError
+from netcli.nn import ACTIVATIONS, LAYERS, LOSSES, REGULARIZERS
+from netcli.optim import OPTIMIZERS, SCHEDULES
+from netcli.registry import Registry, UnknownName
+
+# -- the schema ---------------------------------------------------------------
+
+_CONSTRAINTS = {"> 0": {"gt": 0}, ">= 0": {"ge": 0}, "0 < x < 1": {"gt": 0, "lt": 1},
+                "0 <= x < 1": {"ge": 0, "lt": 1}}
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+def _batch_size(value):
+    if value == "full" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        return value
+    raise ValueError(f"must be a positive integer or 'full', got {value!r}")
+
+
+def _input_shape(value):
+    def positive(v):
+        return isinstance(v, int) and not isinstance(v, bool) and v > 0
+    if positive(value) or (isinstance(value, list) and value and all(positive(v) for v in value)):
+        return value
+    raise ValueError(f"must be a positive integer or a list of them ([C, H, W], [T, D]), got {value!r}")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EarlyStopping(Section):
+    """Stop when `monitor` has not improved by `min_delta` for `patience` epochs."""
+
+    monitor: str = "val_loss"
+    patience: PositiveInt = 5
+    min_delta: NonNegativeFloat = 0.0
+    restore_best: bool = True
+
+
+class DataSection(Section):
+    train: str | None = None
+    val: str | None = None
+    test: str | None = None
+    target: str | int | None = Field(None, description="column name or index (CSV; default: last), "
+                                     "NPZ key (default: y), or 'input' for autoencoders")
+    features: str | list[str | int] | None = Field(None, description="NPZ key (default: X) or CSV columns")
+    validation_split: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    normalize: Literal["none", "standard", "minmax"] = "none"
+    shuffle: bool = True
+
+
+class ModelSection(Section):
+    input: Annotated[int | list[int], BeforeValidator(_input_shape)]
+    layers: Annotated[list[dict[str, Any]], Field(min_length=1)]
+    init: str = "glorot_uniform"
+    init_from: str | None = None
+
+
+class RegularizationSection(Section):
+    l2: NonNegativeFloat = 0.0
+    l1: NonNegativeFloat = 0.0
+    sparsity: dict[str, Any] | None = None
+
+
+class TrainingSection(Section):
+    epochs: PositiveInt = 10
+    batch_size: Annotated[int | str, BeforeValidator(_batch_size)] = 32
+    early_stopping: EarlyStopping | None = None
+    schedule: str | dict[str, Any] = "constant"
+    clip_grad_norm: PositiveFloat | None = None
+    checkpoint_every: PositiveInt = 1
+
+
+class ConfigSpec(Section):
+    seed: int = 0
+    dtype: Literal["float32", "float64"] = "float32"
+    data: DataSection = DataSection()
+    model: ModelSection
+    loss: str = "mse"
+    regularization: RegularizationSection = RegularizationSection()
+    optimizer: str | dict[str, Any] = Field(default_factory=lambda: {"type": "adam"})
+    training: TrainingSection = TrainingSection()
+
+
+# -- components checked against their constructors -----------------------------
+
+def _field_type(annotation):
+    if get_origin(annotation) is Annotated:
+        base, marker = get_args(annotation)[:2]
+        if marker == "activation":
+            return str | dict[str, Any]
+        return Annotated[base, Field(**_CONSTRAINTS[marker])]
+    return Any if annotation is inspect.Parameter.empty else annotation
+
+
+@lru_cache(maxsize=None)
+def component_model(cls) -> type[BaseModel]:
+    """A pydantic model of cls's constructor arguments (`units: PositiveInt` -> units > 0)."""
+    fields = {}
+    for name, p in inspect.signature(cls.__init__, eval_str=True).parameters.items():
+        if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        default = ... if p.default is inspect.Parameter.empty else p.default
+        fields[name] = (_field_type(p.annotation), default)
+    return create_model(f"{cls.__name__}Args", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+# -- loading -------------------------------------------------------------------
+
+@dataclass
+class Config:
+    """A validated config. `resolved` is the plain dict with defaults filled in."""
+
+    spec: ConfigSpec
+    resolved: dict
+    source: str = "<config>"
+    lines: dict = field(default_factory=dict)
+    overridden: set = field(default_factory=set)
+
+    @property
+    def name(self) -> str:
+        return Path(self.source).stem if self.source not in ("<config>", "-") else "config"
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(_locate(self.source, self.lines, self.overridden, _parse_path(key), message))
+
+
+def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Config:
+    """Read, override and validate a YAML config file."""
+    path = str(path)
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read config: {e}") from None
+    return parse_config(text, path, overrides)
+
+
+def parse_config(text: str, source: str = "<config>", overrides=()) -> Config:
+    data, lines = _load_yaml(text, source)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}:1: the config must be a mapping of keys (seed, data, model, ...), "
+                          f"got {type(data).__name__}")
+    overridden = set()
+    for item in overrides:
+        overridden.add(apply_override(data, item))
+    return validate(data, source, lines, overridden)
+
+
+def _load_yaml(text: str, source: str):
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.constructor.ConstructorError as e:
+        mark = e.problem_mark
+        raise ConfigError(f"{source}:{mark.line + 1}: {e.problem}; netcli reads plain YAML only "
+                          f"(no !!python tags)") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"{where}: malformed YAML: {problem}") from None
+    finally:
+        loader.dispose()
+    lines: dict[tuple, int] = {}
+
+    def walk(n, path):
+        if isinstance(n, yaml.MappingNode):
+            for key, value in n.value:
+                p = path + (key.value,)
+                lines[p] = key.start_mark.line + 1
+                walk(value, p)
+        elif isinstance(n, yaml.SequenceNode):
+            for i, item in enumerate(n.value):
+                lines[path + (i,)] = item.start_mark.line + 1
+                walk(item, path + (i,))
+
+    if node is not None:
+        walk(node, ())
+    return data, lines
+
+
+def _parse_path(key: str) -> tuple:
+    """'model.layers[2].units' or 'model.layers.2.units' -> ('model', 'layers', 2, 'units')"""
+    parts = []
+    for piece in key.replace("[", ".").replace("]", "").split("."):
+        if piece:
+            parts.append(int(piece) if piece.isdigit() else piece)
+    return tuple(parts)
+
+
+def format_path(path: tuple) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def apply_override(data: dict, item: str) -> tuple:
+    """'optimizer.lr=0.01' -> data['optimizer']['lr'] = 0.01 (the value parsed as a YAML scalar)."""
+    key, sep, value = item.partition("=")
+    path = _parse_path(key.strip())
+    if not sep or not path:
+        raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. optimizer.lr=0.01")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        parsed = value
+    target = data
+    for depth, part in enumerate(path[:-1]):
+        nxt = path[depth + 1]
+        if isinstance(target, list):
+            if not isinstance(part, int) or part >= len(target):
+                raise ConfigError(f"--set {key}: {format_path(path[:depth + 1])} is not an index of "
+                                  f"a list of {len(target)}")
+            target = target[part]
+            continue
+        if not isinstance(target, dict):
+            raise ConfigError(f"--set {key}: {format_path(path[:depth])} is not a mapping")
+        if isinstance(target.get(part), str) and not isinstance(nxt, int):
+            target[part] = {"type": target[part]}  # optimizer: adam  ->  optimizer: {type: adam}
+        target = target.setdefault(part, [] if isinstance(nxt, int) else {})
+    last = path[-1]
+    if isinstance(target, list):
+        if not isinstance(last, int) or last >= len(target):
+            raise ConfigError(f"--set {key}: index {last} is outside a list of {len(target)}")
+    elif not isinstance(target, dict):
+        raise ConfigError(f"--set {key}: {format_path(path[:-1])} is not a mapping")
+    target[last] = parsed
+    return path
+
+
+def _locate(source, lines, overridden, path, message) -> str:
+    shown = format_path(path)
+    for n in range(len(path), 0, -1):
+        if path[:n] in overridden:
+            return f"--set {format_path(path[:n])}: {shown}: {message}"
+    for n in range(len(path), -1, -1):
+        if path[:n] in lines:
+            return f"{source}:{lines[path[:n]]}: {shown}: {message}"
+    return f"{source}: {shown}: {message}" if shown else f"{source}: {message}"
+
+
+def _describe_error(err: dict, fields: list[str]) -> str:
+    kind, ctx, got = err["type"], err.get("ctx", {}), err.get("input")
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(str(err["loc"][-1]), fields, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown key; {hint}valid keys: {', '.join(fields)}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        sign = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
+                "less_than_equal": "<="}[kind]
+        bound = next(iter(ctx.values()))
+        return f"must be {sign} {bound}, got {got!r}"
+    if kind.startswith("int_"):
+        return f"must be an integer, got {got!r}"
+    if kind.startswith("float_"):
+        return f"must be a number, got {got!r}"
+    if kind.startswith("bool_"):
+        return f"must be true or false, got {got!r}"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    msg = err["msg"]
+    return f"{msg[0].lower()}{msg[1:]}, got {got!r}"
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Names of the keys valid beside loc[-1] (for 'did you mean')."""
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        f = model.model_fields.get(part)
+        ann = f.annotation if f else None
+        for cand in (ann, *get_args(ann)):
+            if isinstance(cand, type) and issubclass(cand, BaseModel):
+                model = cand
+                break
+        else:
+            return []
+    return list(model.model_fields)
+
+
+class _Collector:
+    def __init__(self, source, lines, overridden):
+        self.source, self.lines, self.overridden = source, lines, overridden
+        self.messages: list[str] = []
+
+    def add(self, path: tuple, message: str):
+        self.messages.append(_locate(self.source, self.lines, self.overridden, path, message))
+
+    def add_validation(self, prefix: tuple, error: ValidationError, model: type[BaseModel]):
+        for err in error.errors():
+            loc = tuple(err["loc"])
+            self.add(prefix + loc, _describe_error(err, _fields_at(model, loc)))
+
+    def raise_if_any(self):
+        if self.messages:
+            raise ConfigError("\n".join(self.messages))
+
+
+def check_component(registry: Registry, block, path: tuple, errors: _Collector) -> dict | None:
+    """{type: name, **args} -> the same with defaults filled, or None after recording errors."""
+    if isinstance(block, str):
+        block = {"type": block}
+    if not isinstance(block, dict):
+        errors.add(path, f"must be a {registry.kind} name or a mapping with a 'type' key, got {block!r}")
+        return None
+    if "type" not in block:
+        errors.add(path + ("type",), f"is required; known {registry.kind}s: {', '.join(registry.names())}")
+        return None
+    try:
+        cls = registry.get(block["type"])
+    except UnknownName as e:
+        errors.add(path + ("type",), str(e))
+        return None
+    model = component_model(cls)
+    args = {k: v for k, v in block.items() if k != "type"}
+    try:
+        values = model.model_validate(args).model_dump()
+    except ValidationError as e:
+        errors.add_validation(path, e, model)
+        return None
+    if "activation" in values:
+        act = check_component(ACTIVATIONS, values["activation"], path + ("activation",), errors)
+        if act is None:
+            return None
+        values["activation"] = act["type"] if len(act) == 1 else act
+    return {"type": block["type"], **values}
+
+
+def validate(data: dict, source="<config>", lines=None, overridden=()) -> Config:
+    """Check everything before any work starts; report every mistake found, each with its place."""
+    lines, overridden = lines or {}, set(overridden)
+    errors = _Collector(source, lines, overridden)
+    try:
+        spec = ConfigSpec.model_validate(data)
+    except ValidationError as e:
+        errors.add_validation((), e, ConfigSpec)
+        errors.raise_if_any()
+    layers = [check_component(LAYERS, block, ("model", "layers", i), errors)
+              for i, block in enumerate(spec.model.layers)]
+    optimizer = check_component(OPTIMIZERS, spec.optimizer, ("optimizer",), errors)
+    schedule = check_component(SCHEDULES, spec.training.schedule, ("training", "schedule"), errors)
+    sparsity = None
+    if spec.regularization.sparsity is not None:
+        sparsity = check_component(REGULARIZERS, {"type": "sparsity", **spec.regularization.sparsity},
+                                   ("regularization", "sparsity"), errors)
+    if spec.loss not in LOSSES:
+        errors.add(("loss",), LOSSES.unknown_message(spec.loss))
+    if data.get("model", {}).get("init") is not None:
+        from netcli.nn import INITIALIZERS
+        if spec.model.init not in INITIALIZERS:
+            errors.add(("model", "init"), INITIALIZERS.unknown_message(spec.model.init))
+    es = spec.training.early_stopping
+    if es is not None and not (spec.data.validation_split > 0 or spec.data.val):
+        errors.add(("training", "early_stopping"),
+                   "needs validation data: set data.validation_split (e.g. 0.1) or data.val")
+    if es is not None and not es.monitor.startswith(("val_", "loss")):
+        errors.add(("training", "early_stopping", "monitor"),
+                   f"monitor one of val_loss, val_accuracy, val_mse, loss; got {es.monitor!r}")
+    errors.raise_if_any()
+    resolved = spec.model_dump()
+    resolved["model"]["layers"] = layers
+    resolved["optimizer"] = optimizer
+    resolved["training"]["schedule"] = schedule
+    if sparsity is not None:
+        sparsity.pop("type")
+        resolved["regularization"]["sparsity"] = sparsity
+    return Config(spec, resolved, source, lines, overridden)
+
+
+def dump_config(config: Config) -> str:
+    return yaml.safe_dump(config.resolved, sort_keys=False, default_flow_style=None)
+
+
+def json_schema() -> dict:
+    """A JSON Schema of the config, with one branch per registered layer, optimizer, schedule."""
+    def branches(registry):
+        out = []
+        for name in registry.names():
+            schema = component_model(registry.get(name)).model_json_schema()
+            schema["properties"] = {"type": {"const": name}, **schema.get("properties", {})}
+            schema["required"] = ["type", *schema.get("required", [])]
+            schema["title"] = name
+            out.append(schema)
+        return {"anyOf": out}
+
+    schema = ConfigSpec.model_json_schema()
+    schema["title"] = "netcli config"
+    defs = schema.setdefault("$defs", {})
+    defs["ModelSection"]["properties"]["layers"]["items"] = branches(LAYERS)
+    schema["properties"]["optimizer"] = {**branches(OPTIMIZERS), "default": {"type": "adam"}}
+    defs["TrainingSection"]["properties"]["schedule"] = branches(SCHEDULES)
+    schema["properties"]["loss"] = {"enum": LOSSES.names(), "default": "mse"}
+    return schema

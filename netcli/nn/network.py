@@ -1,0 +1,235 @@
+"""A sequential network whose parameters live in one flat vector.
+
+Every parameter tensor is a view into `theta`, and every gradient a view into
+`grad`, so optimizers update `theta` in place and no packing ever happens.
+Weights (penalized) come first in theta and biases after them, so the weight
+penalties act on one contiguous block `theta[:n_weights]`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from netcli.errors import NetcliError
+from netcli.nn.init import INITIALIZERS
+from netcli.nn.layers.base import Layer, ParamSpec
+from netcli.nn.losses import Loss
+
+
+class BuildError(NetcliError):
+    """The pieces do not fit together; `key` names the config key to blame."""
+
+    def __init__(self, message: str, key: str = "model"):
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass(frozen=True)
+class ParamSlot:
+    """Where one named tensor (`layers.0.W`) lives in theta."""
+
+    name: str
+    layer: int
+    attr: str
+    spec: ParamSpec
+    offset: int
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.spec.shape))
+
+
+class Network:
+    """Sequential layers, a loss, and penalties, over a flat parameter vector.
+
+    X: (m, *input_shape) -> forward: (m, *output_shape)
+    loss_and_grad(theta, X, y) -> (J, grad) with J = data term + penalties.
+    `grad` is the network's own buffer, overwritten by the next call.
+    """
+
+    def __init__(self, layers: list[Layer], input_shape, loss: Loss,
+                 weight_penalties=(), activation_penalties=(), dtype=np.float32):
+        self.layers = list(layers)
+        self.input_shape = tuple(input_shape)
+        self.loss = loss
+        self.weight_penalties = list(weight_penalties)
+        self.activation_penalties = list(activation_penalties)
+        self.dtype = np.dtype(dtype)
+        self.shapes = [self.input_shape]
+        for i, layer in enumerate(self.layers):
+            try:
+                self.shapes.append(tuple(layer.build(self.shapes[-1])))
+            except BuildError as e:
+                raise BuildError(f"{layer.describe()}: {e}", f"model.layers[{i}]") from None
+        self.output_shape = self.shapes[-1]
+        self._check_loss_and_penalties()
+        self._lay_out_parameters()
+        self.keep_input_grads = False
+
+    # -- construction -------------------------------------------------------
+
+    def _check_loss_and_penalties(self):
+        fused = self.loss.fused_activation
+        last = self.layers[-1].activation if self.layers else None
+        last_name = getattr(last, "registered_name", "linear")
+        if fused and last_name != fused:
+            raise BuildError(
+                f"loss {self.loss.registered_name!r} needs the last layer's activation to be "
+                f"{fused!r} (it is fused into the loss), got {last_name!r}", "loss")
+        for penalty in self.activation_penalties:
+            if not 0 <= penalty.layer < len(self.layers):
+                raise BuildError(f"sparsity layer {penalty.layer} is not a layer index "
+                                 f"(0..{len(self.layers) - 1})", "regularization.sparsity.layer")
+            act = getattr(self.layers[penalty.layer].activation, "registered_name", "linear")
+            if act not in ("sigmoid", "softmax"):
+                raise BuildError(f"sparsity needs activations in (0, 1): layer {penalty.layer} "
+                                 f"has activation {act!r}; use sigmoid", "regularization.sparsity.layer")
+            if penalty.layer == len(self.layers) - 1 and fused:
+                raise BuildError("sparsity cannot act on the output layer of a loss with a fused "
+                                 "activation", "regularization.sparsity.layer")
+            if not 0 < penalty.rho < 1:
+                raise BuildError(f"rho must lie in (0, 1), got {penalty.rho}", "regularization.sparsity.rho")
+
+    def _lay_out_parameters(self):
+        specs = [(i, attr, spec) for i, layer in enumerate(self.layers)
+                 for attr, spec in layer.param_specs().items()]
+        ordered = [s for s in specs if s[2].decay] + [s for s in specs if not s[2].decay]
+        self.slots: list[ParamSlot] = []
+        offset = 0
+        for i, attr, spec in ordered:
+            slot = ParamSlot(f"layers.{i}.{attr}", i, attr, spec, offset)
+            self.slots.append(slot)
+            offset += slot.size
+        self.n_weights = sum(s.size for s in self.slots if s.spec.decay)
+        self.theta = np.zeros(offset, dtype=self.dtype)
+        self.grad = np.zeros(offset, dtype=self.dtype)
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        for slot in self.slots:
+            layer = self.layers[slot.layer]
+            view = self.theta[slot.offset:slot.offset + slot.size].reshape(slot.spec.shape)
+            gview = self.grad[slot.offset:slot.offset + slot.size].reshape(slot.spec.shape)
+            setattr(layer, slot.attr, view)
+            setattr(layer, "d" + slot.attr, gview)
+            self.params[slot.name] = view
+            self.grads[slot.name] = gview
+
+    def init_params(self, rng: np.random.Generator, init: str = "glorot_uniform") -> None:
+        """Draw weights from the initializer, set constant-filled tensors (biases)."""
+        draw = INITIALIZERS.get(init)
+        for slot in sorted(self.slots, key=lambda s: (s.layer, s.name)):
+            spec = slot.spec
+            if spec.fill is not None:
+                self.params[slot.name][...] = spec.fill
+            else:
+                self.params[slot.name][...] = draw(rng, spec.shape, spec.fan_in, spec.fan_out)
+
+    def set_rng(self, rng: np.random.Generator) -> None:
+        """Give layers that draw randomness (dropout, input corruption) their generator."""
+        for layer in self.layers:
+            layer.rng = rng
+
+    @property
+    def size(self) -> int:
+        return self.theta.size
+
+    # -- computation --------------------------------------------------------
+
+    def _check_input(self, X):
+        if tuple(X.shape[1:]) != self.input_shape:
+            raise NetcliError(f"input has shape {tuple(X.shape[1:])} per example, but model.input "
+                              f"is {list(self.input_shape)}")
+        return X.astype(self.dtype, copy=False)
+
+    def _run(self, x, train: bool, start: int, fused_output: bool) -> np.ndarray:
+        """Forward from layer `start` (x is its input), keeping z_i and a_i for backward."""
+        del self.inputs[start:], self.zs[start:], self.activations[start:]
+        last = len(self.layers) - 1
+        for i in range(start, len(self.layers)):
+            layer = self.layers[i]
+            self.inputs.append(x)
+            z = layer.forward(x, train)
+            act = layer.activation
+            if act is None or (fused_output and i == last):
+                x = z
+            else:
+                x = act.forward(z)
+            self.zs.append(z)
+            self.activations.append(x)
+        return x
+
+    def forward(self, X: np.ndarray, train: bool = False, upto: int | None = None) -> np.ndarray:
+        """X: (m, *input_shape) -> (m, *output_shape); `upto=i` returns layer i's activations."""
+        x = self._check_input(X)
+        layers = self.layers if upto is None else self.layers[:upto + 1]
+        for layer in layers:
+            z = layer.forward(x, train)
+            x = z if layer.activation is None else layer.activation.forward(z)
+        return x
+
+    def outputs_and_loss(self, X: np.ndarray, y: np.ndarray | None = None):
+        """Eval-mode forward: (outputs after the final activation, data term or None)."""
+        fused = self.loss.fused_activation is not None
+        self.inputs, self.zs, self.activations = [], [], []
+        out = self._run(self._check_input(X), False, 0, fused_output=fused)
+        loss = None if y is None else float(self.loss.forward(out, y.astype(self.dtype, copy=False)))
+        if fused:
+            out = self.layers[-1].activation.forward(out)
+        return out, loss
+
+    def _objective_from(self, start: int, x, y, train=True) -> tuple[float, float]:
+        out = self._run(x, train, start, fused_output=self.loss.fused_activation is not None)
+        data = self.loss.forward(out, y)
+        penalty = sum(p.value(self.activations[p.layer]) for p in self.activation_penalties)
+        w = self.theta[:self.n_weights]
+        penalty += sum(p.value(w) for p in self.weight_penalties)
+        return float(data), float(penalty)
+
+    def objective(self, theta, X, y, train=True) -> tuple[float, float]:
+        """(data term, penalty) at theta, without a gradient."""
+        if theta is not self.theta:
+            self.theta[...] = theta
+        self.inputs, self.zs, self.activations = [], [], []
+        return self._objective_from(0, self._check_input(X), y.astype(self.dtype, copy=False), train)
+
+    def loss_and_grad(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray,
+                      train: bool = True) -> tuple[float, np.ndarray]:
+        """J(theta) on the batch (X, y) and dJ/dtheta (the network's grad buffer)."""
+        data, penalty = self.objective(theta, X, y, train)
+        self.last_terms = (data, penalty)
+        self._backward(self.loss.backward())
+        w, gw = self.theta[:self.n_weights], self.grad[:self.n_weights]
+        for p in self.weight_penalties:
+            p.add_grad(w, gw)
+        return data + penalty, self.grad
+
+    def _backward(self, d_out):
+        last = len(self.layers) - 1
+        fused = self.loss.fused_activation is not None
+        by_layer = {}
+        for p in self.activation_penalties:
+            by_layer.setdefault(p.layer, []).append(p)
+        self.input_grads = [None] * len(self.layers)
+        d = d_out.astype(self.dtype, copy=False)
+        for i in range(last, -1, -1):
+            layer = self.layers[i]
+            for p in by_layer.get(i, ()):
+                d = d + p.grad(self.activations[i])
+            if layer.activation is not None and not (fused and i == last):
+                d = layer.activation.backward(self.zs[i], self.activations[i], d)
+            need_dx = i > 0 or self.keep_input_grads
+            d = layer.backward(d, need_dx=need_dx)
+            if self.keep_input_grads:
+                self.input_grads[i] = d
+
+    def kink_patterns(self) -> list[np.ndarray]:
+        """Discrete choices of the last forward: ReLU sides, maxout and max-pool winners."""
+        patterns = []
+        for layer, z in zip(self.layers, self.zs):
+            for p in (layer.kink_pattern(),
+                      layer.activation.kink_pattern(z) if layer.activation is not None else None):
+                if p is not None:
+                    patterns.append(np.array(p, copy=True))
+        return patterns
