@@ -66,6 +66,8 @@ class DataSection(Section):
     target: str | int | None = Field(None, description="column name or index (CSV; default: last), "
                                      "NPZ key (default: y), or 'input' for autoencoders")
     features: str | list[str | int] | None = Field(None, description="NPZ key (default: X) or CSV columns")
+    drop: list[str | int] = Field(default_factory=list, description="CSV columns to ignore (e.g. the "
+                                  "label column of an autoencoder's data)")
     validation_split: Annotated[float, Field(ge=0, lt=1)] = 0.0
     normalize: Literal["none", "standard", "minmax"] = "none"
     shuffle: bool = True

@@ -33,7 +33,7 @@ class Table:
 # -- reading -------------------------------------------------------------------
 
 def read_table(path: str, target=None, features=None, need_target: bool = True,
-               stdin=None, n_features: int | None = None) -> Table:
+               stdin=None, n_features: int | None = None, drop=()) -> Table:
     """Read a data file. target: column name/index (CSV), key (NPZ), .npy path or column (NPY);
     'input' means no target column (autoencoders). need_target=False: a missing target is fine;
     with n_features, a CSV of exactly that many columns is taken as features only."""
@@ -46,7 +46,7 @@ def read_table(path: str, target=None, features=None, need_target: bool = True,
         if raw.startswith(ZIP_MAGIC):
             return _read_npz(io.BytesIO(raw), "<stdin>", target, features, need_target)
         return _read_csv(raw.decode("utf-8", errors="replace"), "<stdin>", target, features,
-                         need_target, n_features)
+                         need_target, n_features, drop)
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{path}: data file not found" if not p.exists() else f"{path}: not a file")
@@ -61,7 +61,7 @@ def read_table(path: str, target=None, features=None, need_target: bool = True,
         raise
     except (ValueError, OSError, EOFError) as e:
         raise DataError(f"{path}: cannot read {suffix[1:].upper()} file ({e}); is it truncated?") from None
-    return _read_csv(p.read_text(errors="replace"), path, target, features, need_target, n_features)
+    return _read_csv(p.read_text(errors="replace"), path, target, features, need_target, n_features, drop)
 
 
 def _read_npz(file, source, target, features, need_target) -> Table:
@@ -118,7 +118,7 @@ def _check_numeric(array, source, key):
         raise DataError(f"{source}: array {key!r} has dtype {array.dtype}; netcli reads numeric arrays")
 
 
-def _read_csv(text: str, source: str, target, features, need_target, n_features=None) -> Table:
+def _read_csv(text: str, source: str, target, features, need_target, n_features=None, drop=()) -> Table:
     rows = list(csv.reader(io.StringIO(text)))
     while rows and not any(cell.strip() for cell in rows[-1]):
         rows.pop()
@@ -129,14 +129,15 @@ def _read_csv(text: str, source: str, target, features, need_target, n_features=
         raise DataError(f"{source}: only a header row, no data rows")
     ncol = len(header)
     target_col = None
-    features_only = not need_target and features is None and ncol == n_features
+    dropped = {c for c in range(ncol) if header[c] in drop or c in drop}
+    features_only = not need_target and features is None and ncol - len(dropped) == n_features
     if target != "input" and not features_only:
         if not need_target and target is not None and target not in header and not isinstance(target, int):
             target_col = None  # data to predict on, without the target column
         else:
             target_col = _column_index(target if target is not None else ncol - 1, header, source, "target")
     if features is None:
-        feature_cols = [c for c in range(ncol) if c != target_col]
+        feature_cols = [c for c in range(ncol) if c != target_col and c not in dropped]
     else:
         names = [features] if isinstance(features, (str, int)) else features
         feature_cols = [_column_index(f, header, source, "feature") for f in names]

@@ -52,7 +52,7 @@ def prepare(config: Config, rngs: dict | None = None) -> Prepared:
     if not d.train:
         raise config.error("data.train", "is required to train: a CSV, NPZ or NPY file, or - for stdin")
     task = task_of(config.spec.loss, d.target)
-    table = read_table(d.train, d.target, d.features, need_target=task != "autoencoder")
+    table = read_table(d.train, d.target, d.features, need_target=task != "autoencoder", drop=d.drop)
     if table.target is None and task != "autoencoder":
         raise config.error("data.target", f"{table.source} has no target")
     lazy = isinstance(table.X, np.memmap)
@@ -70,7 +70,7 @@ def prepare(config: Config, rngs: dict | None = None) -> Prepared:
     labels = table.target if task == "classification" else None
     if d.val:
         train_rows, val_table = None, read_table(d.val, d.target, d.features,
-                                                 need_target=task != "autoencoder")
+                                                 need_target=task != "autoencoder", drop=d.drop)
     else:
         val_table = None
         train_rows, val_rows = split_indices(len(table.X), d.validation_split, rngs["split"], labels)
@@ -172,7 +172,7 @@ class Trainer:
         self.saved = {"theta": self.net.theta.copy(), "epoch": self.progress.epoch,
                       "step": self.progress.step,
                       "rng.shuffle": json.dumps(self.rngs["shuffle"].bit_generator.state),
-                      "rng.layers": json.dumps(self.rngs["layers"].bit_generator.state)}
+                      "rng.layers": json.dumps(self.net.rng_state())}
         if not self.optimizer.full_batch:
             for k, v in self.optimizer.state_dict().items():
                 self.saved[f"opt.{k}"] = np.array(v, copy=True)
@@ -191,7 +191,7 @@ class Trainer:
         if not self.optimizer.full_batch:
             self.optimizer.load_state_dict({k[4:]: v for k, v in checkpoint.items() if k.startswith("opt.")})
         self.rngs["shuffle"].bit_generator.state = json.loads(str(checkpoint["rng.shuffle"]))
-        self.rngs["layers"].bit_generator.state = json.loads(str(checkpoint["rng.layers"]))
+        self.net.set_rng_state(json.loads(str(checkpoint["rng.layers"])))
         pr = self.progress
         pr.epoch, pr.step = int(checkpoint["epoch"]), int(checkpoint["step"])
         best = float(checkpoint["es.best"])
@@ -376,7 +376,7 @@ def load_eval_split(config: Config, prep: Preprocessing, task: str, path: str, d
     d = config.spec.data
     n_features = int(np.prod(prep.input_shape))
     table = read_table(path, d.target, d.features, need_target=need_target and task != "autoencoder",
-                       stdin=stdin, n_features=n_features)
+                       stdin=stdin, n_features=n_features, drop=d.drop)
     return make_split(table, prep, task, dtype)
 
 

@@ -59,6 +59,9 @@ class Network:
         self.dtype = np.dtype(dtype)
         self.shapes = [self.input_shape]
         for i, layer in enumerate(self.layers):
+            tied = getattr(layer, "tied_to", None)
+            if tied is not None:
+                layer.source = self.layers[tied] if tied < i else None
             try:
                 self.shapes.append(tuple(layer.build(self.shapes[-1])))
             except BuildError as e:
@@ -127,9 +130,18 @@ class Network:
                 self.params[slot.name][...] = draw(rng, spec.shape, spec.fan_in, spec.fan_out)
 
     def set_rng(self, rng: np.random.Generator) -> None:
-        """Give layers that draw randomness (dropout, input corruption) their generator."""
-        for layer in self.layers:
-            layer.rng = rng
+        """Give each layer its own generator spawned from rng (dropout, input corruption),
+        so one layer's draws never shift another's."""
+        for layer, child in zip(self.layers, rng.spawn(len(self.layers))):
+            layer.rng = child
+
+    def rng_state(self) -> list:
+        return [layer.rng.bit_generator.state if layer.rng is not None else None for layer in self.layers]
+
+    def set_rng_state(self, states: list) -> None:
+        for layer, state in zip(self.layers, states):
+            if state is not None:
+                layer.rng.bit_generator.state = state
 
     @property
     def size(self) -> int:
@@ -223,6 +235,10 @@ class Network:
             d = layer.backward(d, need_dx=need_dx)
             if self.keep_input_grads:
                 self.input_grads[i] = d
+        for layer in self.layers:
+            finish = getattr(layer, "finish_backward", None)
+            if finish is not None:
+                finish()
 
     def kink_patterns(self) -> list[np.ndarray]:
         """Discrete choices of the last forward: ReLU sides, maxout and max-pool winners."""

@@ -7,7 +7,8 @@ import numpy as np
 from netcli.nn.activations import make_activation
 from netcli.nn.layers import LAYERS
 from netcli.nn.layers.base import Layer, ParamSpec
-from netcli.nn.types import ActivationSpec, PositiveInt
+from netcli.nn.network import BuildError
+from netcli.nn.types import ActivationSpec, NonNegativeInt, PositiveInt
 
 
 @LAYERS.register("dense")
@@ -44,3 +45,46 @@ class Dense(Layer):
 
     def describe(self):
         return f"dense({self.units}, {self.activation.describe()})"
+
+
+@LAYERS.register("dense_tied")
+class TiedDense(Layer):
+    """A decoder whose weights are the transpose of an earlier dense layer's (tied weights):
+    z = x @ W_src + b      x: (N, units_src) -> y: (N, D_in_src)
+    Only b is its own; the gradient for W_src, dW_src += (dy.T @ x).T, is added to the
+    source layer's gradient once the whole backward pass is done (`finish_backward`).
+    """
+
+    def __init__(self, tied_to: NonNegativeInt, activation: ActivationSpec = "linear"):
+        self.tied_to = tied_to
+        self.activation = make_activation(activation)
+        self.source: Dense | None = None  # set by the network before build
+
+    def build(self, in_shape):
+        src = self.source
+        if not isinstance(src, Dense):
+            raise BuildError(f"tied_to: {self.tied_to} must name an earlier dense layer")
+        if in_shape[-1] != src.units:
+            raise BuildError(f"input has {in_shape[-1]} features but layer {self.tied_to} has "
+                             f"{src.units} units; a tied decoder must follow its encoder's code")
+        self.units = src.d_in
+        return (*in_shape[:-1], self.units)
+
+    def param_specs(self):
+        return {"b": ParamSpec((self.units,), decay=False, fill=0.0)}
+
+    def forward(self, x, train):
+        self.x = x
+        return x @ self.source.W + self.b
+
+    def backward(self, dy, need_dx=True):
+        dy2 = dy.reshape(-1, self.units)
+        self.dW_src = self.x.reshape(-1, self.source.units).T @ dy2   # (units_src, D_in_src)
+        np.sum(dy2, axis=0, out=self.db)
+        return dy @ self.source.W.T if need_dx else None
+
+    def finish_backward(self):
+        self.source.dW += self.dW_src
+
+    def describe(self):
+        return f"dense_tied(to layer {self.tied_to}, {self.activation.describe()})"
