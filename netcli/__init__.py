@@ -9,9 +9,13 @@ __version__ = "0.1.0"
 
 
 def train(config, **kwargs):
-    """Train a config (path or Config) -> TrainResult(run_dir, summary)."""
+    """Train a config (path or Config) -> the finished Run (run.path, run.summary, run.predict)."""
+    from netcli.api import load_run as _load_run
     from netcli.training import train as _train
-    return _train(config, **kwargs)
+    result = _train(config, **kwargs)
+    run = _load_run(result.run_dir)
+    run.summary = result.summary
+    return run
 
 
 def load_run(path):

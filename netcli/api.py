@@ -23,6 +23,11 @@ class Run:
     net: Network
     prep: Preprocessing
     task: str
+    summary: dict | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path
 
     @property
     def classes(self):

@@ -69,7 +69,7 @@ class DataSection(Section):
     drop: list[str | int] = Field(default_factory=list, description="CSV columns to ignore (e.g. the "
                                   "label column of an autoencoder's data)")
     validation_split: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    normalize: Literal["none", "standard", "minmax"] = "none"
+    normalize: Literal["none", "standard", "minmax", "minmax_global"] = "none"
     shuffle: bool = True
 
 
@@ -263,6 +263,10 @@ def _locate(source, lines, overridden, path, message) -> str:
     for n in range(len(path), 0, -1):
         if path[:n] in overridden:
             return f"--set {format_path(path[:n])}: {shown}: {message}"
+    if path not in lines:  # a section that exists only because --set created it
+        for o in sorted(overridden):
+            if o[:len(path)] == path:
+                return f"--set {format_path(o)}: {shown}: {message}"
     for n in range(len(path), -1, -1):
         if path[:n] in lines:
             return f"{source}:{lines[path[:n]]}: {shown}: {message}"
@@ -405,8 +409,9 @@ def dump_config(config: Config) -> str:
 
 def json_schema() -> dict:
     """A JSON Schema of the config, with one branch per registered layer, optimizer, schedule."""
-    def branches(registry):
-        out = []
+    def branches(registry, shorthand=True):
+        out = [{"enum": registry.names(), "description": f"a {registry.kind} name with its defaults"}]
+        out = out if shorthand else []
         for name in registry.names():
             schema = component_model(registry.get(name)).model_json_schema()
             schema["properties"] = {"type": {"const": name}, **schema.get("properties", {})}
@@ -418,8 +423,8 @@ def json_schema() -> dict:
     schema = ConfigSpec.model_json_schema()
     schema["title"] = "netcli config"
     defs = schema.setdefault("$defs", {})
-    defs["ModelSection"]["properties"]["layers"]["items"] = branches(LAYERS)
+    defs["ModelSection"]["properties"]["layers"]["items"] = branches(LAYERS, shorthand=False)
     schema["properties"]["optimizer"] = {**branches(OPTIMIZERS), "default": {"type": "adam"}}
-    defs["TrainingSection"]["properties"]["schedule"] = branches(SCHEDULES)
+    defs["TrainingSection"]["properties"]["schedule"] = {**branches(SCHEDULES), "default": "constant"}
     schema["properties"]["loss"] = {"enum": LOSSES.names(), "default": "mse"}
     return schema

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,8 @@ def read_table(path: str, target=None, features=None, need_target: bool = True,
         if not raw:
             raise DataError("<stdin>: no data on standard input")
         if raw.startswith(NPY_MAGIC):
-            return _from_npy(np.load(io.BytesIO(raw), allow_pickle=False), "<stdin>", target, need_target)
+            return _from_npy(np.load(io.BytesIO(raw), allow_pickle=False), "<stdin>", target, need_target,
+                             n_features)
         if raw.startswith(ZIP_MAGIC):
             return _read_npz(io.BytesIO(raw), "<stdin>", target, features, need_target)
         return _read_csv(raw.decode("utf-8", errors="replace"), "<stdin>", target, features,
@@ -56,7 +58,7 @@ def read_table(path: str, target=None, features=None, need_target: bool = True,
             return _read_npz(p, path, target, features, need_target)
         if suffix == ".npy":
             array = np.load(p, mmap_mode="r", allow_pickle=False)
-            return _from_npy(array, path, target, need_target)
+            return _from_npy(array, path, target, need_target, n_features)
     except DataError:
         raise
     except (ValueError, OSError, EOFError) as e:
@@ -90,7 +92,7 @@ def _read_npz(file, source, target, features, need_target) -> Table:
     return Table(X, y, source, target_name=y_key)
 
 
-def _from_npy(array, source, target, need_target) -> Table:
+def _from_npy(array, source, target, need_target, n_features=None) -> Table:
     _check_numeric(array, source, "array")
     if target == "input":
         return Table(array, None, source)
@@ -99,8 +101,10 @@ def _from_npy(array, source, target, need_target) -> Table:
         if len(y) != len(array):
             raise DataError(f"{target}: has {len(y)} rows but {source} has {len(array)}")
         return Table(array, y, source, target_name=target)
-    if not need_target and target is None:
-        return Table(array, None, source)
+    if not need_target and (target is None or isinstance(target, int)):
+        width = int(np.prod(array.shape[1:]))
+        if n_features is None or width == n_features or array.ndim != 2 or width != n_features + 1:
+            return Table(array, None, source)  # features only; else the target column is dropped below
     if array.ndim != 2:
         raise DataError(f"{source}: an NPY file of shape {array.shape} holds no target column; "
                         f"name a target .npy file in data.target, or use NPZ with X and y")
@@ -149,15 +153,22 @@ def _read_csv(text: str, source: str, target, features, need_target, n_features=
             raise DataError(f"{source}: row {line} has {len(row)} columns, the header has {ncol}")
         for j, c in enumerate(feature_cols):
             try:
-                X[r, j] = float(row[c])
+                X[r, j] = value = float(row[c])
             except ValueError:
                 raise DataError(f"{source}: row {line}, column {c + 1} ({header[c]!r}): "
                                 f"not a number: {row[c]!r}") from None
+            if not math.isfinite(value):
+                raise DataError(f"{source}: row {line}, column {c + 1} ({header[c]!r}): value is "
+                                f"{row[c].strip()}; remove or impute NaN and Inf before training")
         if target_col is not None:
             target_cells.append(row[target_col].strip())
     y = None
     if target_col is not None:
         y = _parse_target(target_cells)
+        if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+            r = int(np.argmax(~np.isfinite(y)))
+            raise DataError(f"{source}: row {r + 2}, column {target_col + 1} ({header[target_col]!r}): "
+                            f"target is {target_cells[r]}; remove or impute NaN and Inf")
     return Table(X, y, source, [header[c] for c in feature_cols],
                  header[target_col] if target_col is not None else "")
 
@@ -202,6 +213,9 @@ class Preprocessing:
             prep.offset, prep.scale = flat.mean(axis=0), flat.std(axis=0)
         elif normalize == "minmax":
             prep.offset, prep.scale = flat.min(axis=0), np.ptp(flat, axis=0)
+        elif normalize == "minmax_global":  # one range for all features: images keep their contrast
+            d = flat.shape[1]
+            prep.offset, prep.scale = np.full(d, flat.min()), np.full(d, np.ptp(flat))
         if prep.scale is not None:
             prep.scale[prep.scale == 0] = 1.0  # constant features stay constant
         return prep
@@ -253,21 +267,23 @@ def one_hot(target: np.ndarray, classes: np.ndarray, source: str, dtype) -> np.n
     unknown = classes[idx] != t
     if unknown.any():
         row = int(np.argmax(unknown))
-        raise DataError(f"{source}: row {row + 2}: class label {target[row]!r} was not seen in training "
+        raise DataError(f"{source}: row {row + 2}: class label {target[row].item()!r} was not seen in training "
                         f"(known: {', '.join(map(str, classes))})")
     out = np.zeros((len(t), len(classes)), dtype=dtype)
     out[np.arange(len(t)), idx] = 1
     return out
 
 
-def check_finite(X: np.ndarray, source: str, what: str = "value") -> None:
-    """A NaN or Inf in the data is named by its row and column."""
+def check_finite(X: np.ndarray, source: str, what: str = "value", first_row: int = 0) -> None:
+    """A NaN or Inf in an array (NPZ, NPY) is named by its row index and flat feature index
+    (CSV cells are checked as they are read, by row and column of the file)."""
     flat = np.asarray(X).reshape(len(X), -1)
     bad = ~np.isfinite(flat)
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        raise DataError(f"{source}: row {row + 2}, column {col + 1}: {what} is {flat[row, col]}; "
-                        f"remove or impute NaN and Inf before training")
+        raise DataError(f"{source}: row {first_row + row} (counting from 0), feature {col} "
+                        f"(counting from 0): {what} is {flat[row, col]}; remove or impute NaN and "
+                        f"Inf before training")
 
 
 # -- splitting and batches -----------------------------------------------------
@@ -322,6 +338,11 @@ class Split:
     def take(self, idx: np.ndarray):
         X = self.X[idx]
         if self.prep is not None:
+            if not np.all(np.isfinite(X)):  # memory-mapped data is checked batch by batch
+                file_rows = self.X.rows[idx] if isinstance(self.X, _RowView) else np.asarray(idx)
+                bad = ~np.isfinite(X.reshape(len(X), -1)).all(axis=1)
+                k = int(np.argmax(bad))
+                check_finite(X[k:k + 1], self.source, first_row=int(file_rows[k]))
             X = self.prep.inputs(X, self.dtype, self.source)
         if self.y is self.X:  # autoencoder: the target is the (preprocessed) input
             return X, X

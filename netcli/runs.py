@@ -30,6 +30,9 @@ def atomic_write(path: Path, mode: str = "w"):
     """Write to a temporary file beside `path`, then rename it into place."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a run should read like any other file
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -65,7 +68,8 @@ class RunDir:
     @classmethod
     def create(cls, config_name: str, base: str | Path = "runs", run_dir: str | Path | None = None,
                overwrite: bool = False) -> "RunDir":
-        """A new run directory: run_dir if given, else base/<config-name>-<timestamp>."""
+        """A new run directory: run_dir if given, else base/<config-name>-<timestamp>
+        (then base/latest points at it)."""
         if run_dir is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             path = Path(base) / f"{config_name}-{stamp}"
@@ -83,7 +87,8 @@ class RunDir:
             for name in ("metrics.jsonl", "checkpoint.npz", "weights.npz", "summary.json"):
                 (path / name).unlink(missing_ok=True)
         run = cls(path)
-        run.point_latest()
+        if run_dir is None:
+            run.point_latest()
         return run
 
     def point_latest(self) -> None:
@@ -143,3 +148,42 @@ def resolve_run(path: str | Path) -> Path:
     if not (p / "config.yaml").exists():
         raise NetcliError(f"{path}: not a run directory (no config.yaml)")
     return p
+
+
+def list_runs(folder: str | Path) -> list[dict]:
+    """Every run directory under folder (sweep trials included), newest first."""
+    base = Path(folder)
+    if not base.is_dir():
+        raise NetcliError(f"{folder}: no such folder")
+    found = [p.parent for p in base.glob("*/config.yaml")] + [p.parent for p in base.glob("*/*/config.yaml")]
+    rows = []
+    for path in sorted(set(found), key=lambda p: (p / "config.yaml").stat().st_mtime, reverse=True):
+        if path.is_symlink() or path.name == LATEST:
+            continue
+        summary = {}
+        try:
+            summary = json.loads((path / "summary.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            pass
+        metrics = RunDir(path).read_metrics()
+        rows.append({"run": str(path.relative_to(base)), "config": summary.get("config"),
+                     "status": summary.get("status", "running" if metrics else "new"),
+                     "epochs": summary.get("epochs", len(metrics)),
+                     "best_val": _best_val(metrics), "test": _test_metric(summary.get("test")),
+                     "wall_seconds": summary.get("wall_seconds")})
+    return rows
+
+
+def _best_val(metrics: list[dict]):
+    for key, best in (("val_accuracy", max), ("val_mse", min), ("val_loss", min)):
+        values = [r[key] for r in metrics if r.get(key) is not None]
+        if values:
+            return [key, best(values)]
+    return None
+
+
+def _test_metric(test: dict | None):
+    if not test:
+        return None
+    key = "accuracy" if "accuracy" in test else "mse" if "mse" in test else "loss"
+    return [key, test[key]]

@@ -56,8 +56,9 @@ def prepare(config: Config, rngs: dict | None = None) -> Prepared:
     if table.target is None and task != "autoencoder":
         raise config.error("data.target", f"{table.source} has no target")
     lazy = isinstance(table.X, np.memmap)
-    if not lazy:
-        check_finite(table.X, table.source)
+    if not lazy or d.normalize != "none":  # lazy data without statistics is checked batch by batch
+        for start in range(0, len(table.X), 65536):
+            check_finite(table.X[start:start + 65536], table.source, first_row=start)
     classes = None
     if task == "classification":
         classes = class_labels(table.target)
@@ -161,6 +162,7 @@ class Trainer:
         schedule = dict(prepared.config.resolved["training"]["schedule"])
         self.schedule = SCHEDULES.get(schedule.pop("type"))(**schedule)
         self.progress = Progress()
+        self.watch = GradientWatch(self.net)
         if not self.optimizer.full_batch:
             self.optimizer.setup(self.net.theta)
         self.snapshot()
@@ -209,10 +211,11 @@ class Trainer:
         start = time.perf_counter()
         status, message = "finished", ""
         try:
-            if self.optimizer.full_batch:
-                message = self._fit_full_batch()
-            else:
-                message = self._fit_minibatches()
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is checked
+                if self.optimizer.full_batch:
+                    message = self._fit_full_batch()
+                else:
+                    message = self._fit_minibatches()
         except KeyboardInterrupt:
             self._keep_last_good("interrupted", time.perf_counter() - start)
             raise
@@ -242,10 +245,11 @@ class Trainer:
                 Xb, yb = (train.X, train.y) if whole and train.prep is None else train.take(idx)
                 loss, grad = net.loss_and_grad(net.theta, Xb, yb)
                 self.progress.step += 1
-                if not math.isfinite(loss):
-                    raise Diverged(self._diagnose(epoch, lr, f"the loss became {loss}"))
-                if spec.training.clip_grad_norm is not None:
-                    clip_(grad, spec.training.clip_grad_norm)
+                norm = self.watch.record(loss, grad)
+                if not math.isfinite(norm):
+                    raise Diverged(self._diagnose(epoch, lr))
+                if spec.training.clip_grad_norm is not None and norm > spec.training.clip_grad_norm:
+                    grad *= spec.training.clip_grad_norm / norm
                 self.optimizer.step(net.theta, grad, lr)
                 b = len(idx)
                 total += loss * b
@@ -270,8 +274,8 @@ class Trainer:
         def fun(theta):
             loss, grad = net.loss_and_grad(theta, X, y)
             self.progress.step += 1
-            if not math.isfinite(loss):
-                raise Diverged(self._diagnose(self.progress.epoch, 0.0, f"the loss became {loss}"))
+            if not math.isfinite(self.watch.record(loss, grad)):
+                raise Diverged(self._diagnose(self.progress.epoch, None))
             last["x"], last["terms"] = net.theta.copy(), net.last_terms
             return loss, grad
 
@@ -330,10 +334,16 @@ class Trainer:
         pr.bad_epochs += 1
         return pr.bad_epochs >= es.patience
 
-    def _diagnose(self, epoch: int, lr: float, what: str) -> str:
-        hint = ("the learning rate may be too high (try optimizer.lr lower by 10x) or the inputs "
-                "unnormalized (try data.normalize: standard)")
-        return f"{what} at epoch {epoch + 1}, step {self.progress.step}, lr {lr:g}; {hint}"
+    def _diagnose(self, epoch: int, lr: float | None, what: str | None = None) -> str:
+        """Name the step, the learning rate, where it first went non-finite, and a likely cause."""
+        net = self.net
+        where = what or self.watch.first_non_finite(net)
+        rate = f", lr {lr:g}" if lr is not None else ""
+        recent = self.watch.recent_norms()
+        hint = ("likely causes: a learning rate too high (try optimizer.lr 10x lower, or "
+                "training.clip_grad_norm) or unnormalized inputs (try data.normalize: standard)")
+        return (f"{where} at epoch {epoch + 1}, step {self.progress.step}{rate}; "
+                f"recent gradient norms per tensor: {recent}; {hint}")
 
     def _keep_last_good(self, status: str, seconds: float, message: str = "") -> None:
         self.net.theta[...] = self.saved["theta"]
@@ -363,11 +373,43 @@ class Trainer:
         return out
 
 
-def clip_(grad: np.ndarray, max_norm: float) -> None:
-    """Scale grad in place so that ||grad|| <= max_norm."""
-    norm = float(np.sqrt(np.dot(grad, grad)))
-    if norm > max_norm:
-        grad *= max_norm / norm
+class GradientWatch:
+    """Per-tensor gradient norms of the last few steps, kept for a divergence diagnosis."""
+
+    def __init__(self, net: Network, keep: int = 3):
+        self.slots = net.slots
+        self.history: list[tuple[float, np.ndarray]] = []
+        self.keep = keep
+
+    def record(self, loss: float, grad: np.ndarray) -> float:
+        """-> the global gradient norm (inf or nan when the loss or the gradient is not finite)."""
+        squares = np.array([float(np.dot(g, g)) for g in
+                            (grad[s.offset:s.offset + s.size] for s in self.slots)])
+        self.history = (self.history + [(loss, np.sqrt(squares))])[-self.keep:]
+        return math.sqrt(float(squares.sum())) if math.isfinite(loss) else math.nan
+
+    def recent_norms(self) -> str:
+        if not self.history:
+            return "none"
+        parts = []
+        for slot_index, slot in enumerate(self.slots):
+            values = ", ".join(f"{norms[slot_index]:.3g}" for _, norms in self.history)
+            parts.append(f"{slot.name} [{values}]")
+        return "; ".join(parts)
+
+    def first_non_finite(self, net: Network) -> str:
+        """The first layer whose forward activations, or else the first tensor whose gradient, is non-finite."""
+        for i, a in enumerate(net.activations):
+            if not np.all(np.isfinite(a)):
+                return f"the forward activations of layer {i} ({net.layers[i].describe()}) became non-finite"
+        loss = self.history[-1][0] if self.history else math.nan
+        if not math.isfinite(loss):
+            return f"the loss became {loss}"
+        for slot in reversed(self.slots):  # backward order: the first gradient computed first
+            g = net.grads[slot.name]
+            if not np.all(np.isfinite(g)):
+                return f"the gradient of {slot.name} became non-finite"
+        return "the gradient became non-finite"
 
 
 def load_eval_split(config: Config, prep: Preprocessing, task: str, path: str, dtype,

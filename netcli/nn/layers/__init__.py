@@ -5,6 +5,6 @@ from netcli.registry import Registry
 LAYERS: Registry = Registry("layer")
 
 from netcli.nn.layers.base import Layer, ParamSpec  # noqa: E402
-from netcli.nn.layers import dense, maxout, noise  # noqa: E402,F401
+from netcli.nn.layers import dense, maxout, conv, pool, shape, noise, rnn, lstm, gru  # noqa: E402,F401
 
 __all__ = ["LAYERS", "Layer", "ParamSpec"]

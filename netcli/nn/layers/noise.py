@@ -24,7 +24,7 @@ class Dropout(Layer):
         if not train or self.rate == 0:
             self.scale = None
             return x
-        keep = self.rng.random(x.shape, dtype=np.float64 if x.dtype == np.float64 else np.float32)
+        keep = self.rng.random(x.shape, dtype=np.float32)  # the same mask in float32 and float64
         self.scale = (keep >= self.rate).astype(x.dtype) / x.dtype.type(1 - self.rate)
         return x * self.scale
 
@@ -58,7 +58,7 @@ class Corrupt(Layer):
         if not train or self.rate == 0:
             return x
         if self.kind == "mask":
-            self.mask = (self.rng.random(x.shape) >= self.rate).astype(x.dtype)
+            self.mask = (self.rng.random(x.shape, dtype=np.float32) >= self.rate).astype(x.dtype)
             return x * self.mask
         return x + (self.rate * self.rng.standard_normal(x.shape)).astype(x.dtype)
 

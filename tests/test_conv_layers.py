@@ -1,0 +1,347 @@
+"""Convolution, pooling and shape layers: forward against slow loops written out here,
+backward against finite differences (netcli.gradcheck, float64), ties, dtypes, shapes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cases_conv import CONV_LAYER_CASES
+from netcli.gradcheck import check_array, check_network
+from netcli.nn import LAYERS, LOSSES, Network
+from netcli.nn.network import BuildError
+
+ROOT = Path(__file__).resolve().parents[1]
+EPS = 1e-6
+TOL = 1e-7
+
+
+def rng_for(name: str) -> np.random.Generator:
+    return np.random.default_rng(zlib.crc32(name.encode()))
+
+
+def attach(layer, in_shape, rng, dtype=np.float64):
+    """Build the layer and give it random parameters and NaN-filled gradient views."""
+    out_shape = layer.build(tuple(in_shape))
+    for name, spec in layer.param_specs().items():
+        setattr(layer, name, rng.normal(scale=0.5, size=spec.shape).astype(dtype))
+        setattr(layer, "d" + name, np.full(spec.shape, np.nan, dtype=dtype))
+    return tuple(out_shape)
+
+
+# -- slow, obviously correct references ------------------------------------------------
+
+def conv2d_loops(x, W, b, stride, padding, dilation):
+    """x: (N, C, H, W), W: (O, C, kh, kw); every output element summed term by term."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    n, c, h, w = x.shape
+    o, _, kh, kw = W.shape
+    xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw))
+    xp[:, :, ph:ph + h, pw:pw + w] = x
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    y = np.zeros((n, o, ho, wo))
+    for i_n, i_o, i, j in itertools.product(range(n), range(o), range(ho), range(wo)):
+        total = b[i_o]
+        for i_c, a, e in itertools.product(range(c), range(kh), range(kw)):
+            total += W[i_o, i_c, a, e] * xp[i_n, i_c, i * sh + a * dh, j * sw + e * dw]
+        y[i_n, i_o, i, j] = total
+    return y
+
+
+def conv1d_loops(x, W, b, stride, padding, dilation):
+    """x: (N, C, L), W: (O, C, k)."""
+    n, c, length = x.shape
+    o, _, k = W.shape
+    xp = np.zeros((n, c, length + 2 * padding))
+    xp[:, :, padding:padding + length] = x
+    lo = (length + 2 * padding - dilation * (k - 1) - 1) // stride + 1
+    y = np.zeros((n, o, lo))
+    for i_n, i_o, i in itertools.product(range(n), range(o), range(lo)):
+        total = b[i_o]
+        for i_c, a in itertools.product(range(c), range(k)):
+            total += W[i_o, i_c, a] * xp[i_n, i_c, i * stride + a * dilation]
+        y[i_n, i_o, i] = total
+    return y
+
+
+def pool_loops(x, size, stride, reduce):
+    """x: (N, C, *S); reduce(window values) per window, windows row-major."""
+    n, c, *spatial = x.shape
+    out = [(m - k) // s + 1 for m, k, s in zip(spatial, size, stride)]
+    y = np.zeros((n, c, *out))
+    for i_n, i_c in itertools.product(range(n), range(c)):
+        for p in itertools.product(*(range(o) for o in out)):
+            window = x[(i_n, i_c, *(slice(q * s, q * s + k) for q, k, s in zip(p, size, stride)))]
+            y[(i_n, i_c, *p)] = reduce(window)
+    return y
+
+
+# -- forward against the loops ---------------------------------------------------------
+
+@pytest.mark.parametrize("c_in,in_hw,kernel,stride,padding,dilation", [
+    (2, (7, 6), 3, 1, 0, 1),
+    (3, (7, 6), 3, 2, 1, 1),
+    (2, (8, 9), [2, 3], [1, 2], [0, 2], [2, 1]),
+    (1, (6, 5), 3, 1, 1, 1),      # one input channel: the transposed im2col path
+    (1, (7, 7), 2, 3, 2, 2),
+    (4, (3, 3), 1, 1, 0, 1),      # 1x1
+    (2, (5, 5), 5, 1, 0, 1),      # kernel as large as the input
+])
+def test_conv2d_forward_matches_loops(c_in, in_hw, kernel, stride, padding, dilation):
+    rng = rng_for(f"conv2d{c_in}{in_hw}{kernel}{stride}{padding}{dilation}")
+    layer = LAYERS.get("conv2d")(3, kernel, stride=stride, padding=padding, dilation=dilation)
+    out_shape = attach(layer, (c_in, *in_hw), rng)
+    x = rng.normal(size=(2, c_in, *in_hw))
+    y = layer.forward(x, True)
+    expected = conv2d_loops(x, layer.W, layer.b, layer.s, layer.p, layer.d)
+    assert y.shape == (2, *out_shape) == expected.shape
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("c_in,length,kernel,stride,padding,dilation", [
+    (2, 9, 3, 1, 0, 1),
+    (3, 10, 3, 2, 1, 1),
+    (2, 11, 2, 1, 2, 3),
+    (1, 8, 4, 2, 1, 1),
+])
+def test_conv1d_forward_matches_loops(c_in, length, kernel, stride, padding, dilation):
+    rng = rng_for(f"conv1d{c_in}{length}{kernel}{stride}{padding}{dilation}")
+    layer = LAYERS.get("conv1d")(4, kernel, stride=stride, padding=padding, dilation=dilation)
+    out_shape = attach(layer, (c_in, length), rng)
+    x = rng.normal(size=(3, c_in, length))
+    y = layer.forward(x, True)
+    expected = conv1d_loops(x, layer.W, layer.b, stride, padding, dilation)
+    assert y.shape == (3, *out_shape) == expected.shape
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind,reduce", [("max", np.max), ("avg", np.mean)])
+@pytest.mark.parametrize("in_shape,size,stride", [
+    ((2, 6, 8), 2, None),            # windows tile the input
+    ((2, 7, 6), 3, 2),               # overlapping
+    ((3, 5, 7), [2, 3], None),       # leftover rows and columns
+    ((1, 6, 6), [3, 2], [1, 2]),
+    ((3, 8), 2, None),               # 1d
+    ((2, 9), 3, 2),
+    ((2, 7), 2, 3),                  # gaps between windows
+])
+def test_pool_forward_matches_loops(kind, reduce, in_shape, size, stride):
+    n_axes = len(in_shape) - 1
+    layer = LAYERS.get(f"{kind}pool{n_axes}d")(size, stride=stride)
+    out_shape = layer.build(in_shape)
+    x = rng_for(f"{kind}{in_shape}{size}{stride}").normal(size=(3, *in_shape))
+    y = layer.forward(x, True)
+    expected = pool_loops(x, layer.k, layer.s, reduce)
+    assert y.shape == (3, *out_shape) == expected.shape
+    np.testing.assert_allclose(y, expected, rtol=1e-14, atol=1e-15)
+
+
+def test_flatten_and_reshape_follow_row_major_order():
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float64).reshape(2, 3, 4, 5)
+    channels_last = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # a conv's layout
+    flatten = LAYERS.get("flatten")()
+    assert flatten.build((3, 4, 5)) == (60,)
+    np.testing.assert_array_equal(flatten.forward(channels_last, True), x.reshape(2, 60))
+    reshape = LAYERS.get("reshape")([5, -1])
+    assert reshape.build((3, 4, 5)) == (5, 12)
+    np.testing.assert_array_equal(reshape.forward(x, True), x.reshape(2, 5, 12))
+    dy = np.ones((2, 5, 12))
+    assert reshape.backward(dy).shape == x.shape
+
+
+# -- gradients: every case, every tensor, float64 ---------------------------------------
+
+def case_ids():
+    return [(f"{name}[{i}]", factory) for name, factories in CONV_LAYER_CASES.items()
+            for i, factory in enumerate(factories)]
+
+
+@pytest.mark.parametrize("case_id,factory", [pytest.param(*c, id=c[0]) for c in case_ids()])
+def test_gradients_against_finite_differences(case_id, factory):
+    """objective = sum(r * forward(x)) with a random upstream gradient r; W, b and dx checked."""
+    rng = rng_for(case_id)
+    built, in_shape = factory()
+    layers = list(built) if isinstance(built, list) else [built]
+    shape, tensors = tuple(in_shape), []
+    for i, layer in enumerate(layers):
+        shape = attach(layer, shape, rng)
+        tensors += [(f"{i}.{name}", getattr(layer, name), layer) for name in layer.param_specs()]
+    x = rng.normal(size=(3, *in_shape))
+    r = rng.normal(size=(3, *shape))
+
+    def forward():
+        a = x
+        for layer in layers:
+            a = layer.forward(a, True)
+        return a
+
+    def evaluate():
+        return float(np.sum(r * forward()))
+
+    def patterns():
+        return [np.array(p) for p in (layer.kink_pattern() for layer in layers) if p is not None]
+
+    evaluate()
+    d = r
+    for layer in reversed(layers):
+        d = layer.backward(d)
+    assert d.shape == x.shape
+    analytic = {name: getattr(layer, "d" + name.split(".")[1]).copy() for name, _, layer in tensors}
+    checks = [check_array(name, p, analytic[name], evaluate, eps=EPS, tol=TOL, patterns=patterns)
+              for name, p, _ in tensors]
+    checks.append(check_array("x", x, d, evaluate, eps=EPS, tol=TOL, patterns=patterns))
+    for check in checks:
+        assert check.kinks == 0, f"{case_id}: {check.name} straddles a tie ({check.kinks} coordinates)"
+        assert check.rel_err < TOL, f"{case_id}: {check.name} relative error {check.rel_err:.3g}"
+
+
+def test_conv_backward_without_dx_fills_the_same_gradients():
+    rng = rng_for("need_dx")
+    layer = LAYERS.get("conv2d")(3, 3, stride=2, padding=1)
+    attach(layer, (2, 6, 5), rng)
+    x, dy = rng.normal(size=(4, 2, 6, 5)), rng.normal(size=(4, 3, 3, 3))
+    x0, dy0 = x.copy(), dy.copy()
+    layer.forward(x, True)
+    assert layer.backward(dy, need_dx=True) is not None
+    dW, db = layer.dW.copy(), layer.db.copy()
+    layer.dW[...], layer.db[...] = np.nan, np.nan
+    layer.forward(x, True)
+    assert layer.backward(dy, need_dx=False) is None
+    np.testing.assert_array_equal(layer.dW, dW)
+    np.testing.assert_array_equal(layer.db, db)
+    np.testing.assert_array_equal(x, x0)  # inputs untouched
+    np.testing.assert_array_equal(dy, dy0)
+
+
+# -- max pooling: ties go to exactly one input ------------------------------------------
+
+@pytest.mark.parametrize("name,in_shape,size,stride", [
+    ("maxpool2d", (2, 4, 6), 2, None),
+    ("maxpool2d", (1, 5, 5), 3, 2),       # overlapping windows
+    ("maxpool1d", (2, 9), 3, None),
+])
+def test_max_pool_tie_sends_the_gradient_to_the_first_max(name, in_shape, size, stride):
+    layer = LAYERS.get(name)(size, stride=stride)
+    out_shape = layer.build(in_shape)
+    x = np.zeros((2, *in_shape))           # every window is one big tie
+    dy = rng_for(name).uniform(1.0, 2.0, size=(2, *out_shape))
+    layer.forward(x, True)
+    dx = layer.backward(dy)
+    np.testing.assert_allclose(dx.sum(), dy.sum())
+    windows = int(np.prod(out_shape[1:]))
+    assert np.count_nonzero(dx) <= windows * 2 * in_shape[0]  # at most one input per window
+    if layer.s == layer.k:                 # non-overlapping: exactly one per window, its first element
+        assert np.count_nonzero(dx) == dy.size
+        first = (slice(None), slice(None), *(slice(None, o * k, k) for o, k in zip(out_shape[1:], layer.k)))
+        np.testing.assert_array_equal(dx[first], dy)
+    assert np.all(layer.kink_pattern() == 0)
+
+
+def test_max_pool_ties_among_some_taps():
+    """Two maxima in a window: the first in row-major order wins, the other gets nothing."""
+    layer = LAYERS.get("maxpool2d")(2)
+    layer.build((1, 2, 2))
+    x = np.array([[[[1.0, 3.0], [3.0, 2.0]]]])
+    layer.forward(x, True)
+    dx = layer.backward(np.array([[[[5.0]]]]))
+    np.testing.assert_array_equal(dx, [[[[0.0, 5.0], [0.0, 0.0]]]])
+
+
+# -- a whole network through check_network ------------------------------------------------
+
+def test_tiny_cnn_passes_check_network():
+    layers = [LAYERS.get("conv2d")(3, 3, padding=1, activation="relu"), LAYERS.get("maxpool2d")(2),
+              LAYERS.get("flatten")(), LAYERS.get("dense")(4, "softmax")]
+    net = Network(layers, (2, 6, 6), LOSSES.get("cross_entropy")(), dtype=np.float64)
+    rng = rng_for("tiny_cnn")
+    net.init_params(rng)
+    net.theta[net.n_weights:] = rng.normal(scale=0.2, size=net.size - net.n_weights)
+    assert net.shapes == [(2, 6, 6), (3, 6, 6), (3, 3, 3), (27,), (4,)]
+    X = rng.normal(size=(5, 2, 6, 6))
+    y = np.eye(4)[rng.integers(0, 4, size=5)]
+    report = check_network(net, X, y, eps=EPS, tol=TOL)
+    names = {t.name for t in report.tensors}
+    assert {"layers.0.W", "layers.0.b", "layers.3.W", "layers.3.b", "layers.1.input"} <= names
+    for t in report.tensors:
+        assert t.checked > 0, t.name
+        assert t.rel_err < TOL, f"{t.name}: {t.rel_err:.3g}"
+    assert report.ok
+
+
+# -- dtype, buffers, errors ----------------------------------------------------------------
+
+@pytest.mark.parametrize("case_id,factory", [pytest.param(*c, id=c[0]) for c in case_ids()])
+def test_float32_stays_float32(case_id, factory):
+    rng = rng_for(case_id)
+    built, in_shape = factory()
+    layers = list(built) if isinstance(built, list) else [built]
+    shape = tuple(in_shape)
+    for layer in layers:
+        shape = attach(layer, shape, rng, dtype=np.float32)
+    a = rng.normal(size=(3, *in_shape)).astype(np.float32)
+    for layer in layers:
+        a = layer.forward(a, True)
+        assert a.dtype == np.float32, f"{layer.describe()} forward gave {a.dtype}"
+    d = rng.normal(size=a.shape).astype(np.float32)
+    for layer in reversed(layers):
+        d = layer.backward(d)
+        assert d.dtype == np.float32, f"{layer.describe()} backward gave {d.dtype}"
+        for name in layer.param_specs():
+            assert getattr(layer, "d" + name).dtype == np.float32
+
+
+def test_scratch_buffers_follow_the_batch_size_and_never_alias_outputs():
+    rng = rng_for("scratch")
+    layer = LAYERS.get("conv2d")(3, 3, padding=1)
+    attach(layer, (2, 5, 5), rng)
+    fresh = LAYERS.get("conv2d")(3, 3, padding=1)
+    fresh.build((2, 5, 5))
+    fresh.W, fresh.b = layer.W, layer.b
+    big, small = rng.normal(size=(6, 2, 5, 5)), rng.normal(size=(2, 2, 5, 5))
+    y_big = layer.forward(big, False)
+    y_big_copy = y_big.copy()
+    y_small = layer.forward(small, False)     # reuses a prefix of the larger buffers
+    np.testing.assert_array_equal(y_big, y_big_copy)
+    np.testing.assert_allclose(y_small, fresh.forward(small, False), rtol=1e-15, atol=0)
+    np.testing.assert_allclose(layer.forward(big, False), y_big_copy, rtol=1e-15, atol=0)
+
+
+def build(layer, in_shape):
+    return Network([layer], in_shape, LOSSES.get("mse")(), dtype=np.float64)
+
+
+@pytest.mark.parametrize("layer,in_shape,message", [
+    (lambda: LAYERS.get("conv2d")(4, 5), (1, 4, 8), "kernel 5 is larger than the padded input along H: 4 + 2*0 = 4"),
+    (lambda: LAYERS.get("conv2d")(4, 3, dilation=3), (1, 6, 6), "(dilation 3: spans 7)"),
+    (lambda: LAYERS.get("conv1d")(4, 4), (2, 3), "kernel 4 is larger than the padded input along L"),
+    (lambda: LAYERS.get("conv2d")(4, 3), (64,), "set model.input: [C, H, W]"),
+    (lambda: LAYERS.get("conv1d")(4, 3), (1, 8, 8), "set model.input: [C, L]"),
+    (lambda: LAYERS.get("conv2d")(4, [3, 3, 3]), (1, 8, 8), "kernel must be an integer or a list of 2"),
+    (lambda: LAYERS.get("conv2d")(4, [3, 0]), (1, 8, 8), "kernel must be positive"),
+    (lambda: LAYERS.get("maxpool2d")(3), (2, 2, 8), "window 3 is larger than the input along H (2)"),
+    (lambda: LAYERS.get("avgpool1d")(2, stride=0), (2, 8), "stride must be positive"),
+    (lambda: LAYERS.get("reshape")([3, 5]), (2, 8), "cannot reshape [2, 8] (16 values) to [3, 5]"),
+    (lambda: LAYERS.get("reshape")([-1, 5]), (2, 8), "not a multiple of 5"),
+])
+def test_sizes_that_do_not_fit_are_build_errors(layer, in_shape, message):
+    with pytest.raises(BuildError) as err:
+        build(layer(), in_shape)
+    assert message in str(err.value)
+    assert err.value.key == "model.layers[0]"
+
+
+def test_digits_cnn_config_builds_with_sensible_shapes():
+    from netcli.config import load_config
+    from netcli.model import build_network
+
+    config = load_config(ROOT / "configs" / "digits_cnn.yaml")
+    net = build_network(config, dtype=np.float64)
+    assert net.input_shape == (1, 8, 8)
+    assert net.output_shape == (10,)
+    assert net.shapes[1][1:] == (8, 8)  # a padded 3x3 conv keeps the image size

@@ -1,0 +1,231 @@
+"""Optimizers: each lowers the loss through the normal training path; cg and lbfgs reach a
+convex optimum found independently; schedules, clipping, optimizer state in checkpoints."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+
+from netcli.config import load_config
+from netcli.errors import Interrupted
+from netcli.optim import OPTIMIZERS
+from netcli.training import load_weights_into, prepare, resume
+
+from helpers import (StopAt, digits_config, load_weights, read_metrics, train_config, write_config,
+                     write_csv)
+
+FIRST_ORDER = [name for name in OPTIMIZERS.names() if not OPTIMIZERS.get(name).full_batch]
+FULL_BATCH = [name for name in OPTIMIZERS.names() if OPTIMIZERS.get(name).full_batch]
+
+
+def test_the_issue_s_optimizers_are_registered():
+    assert {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"} <= set(FIRST_ORDER)
+    assert {"cg", "lbfgs"} <= set(FULL_BATCH)
+
+
+def _objective(net, split) -> float:
+    X, y = split.take(np.arange(len(split)))
+    data, penalty = net.objective(net.theta, X, y, train=False)
+    return data + penalty
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS.names())
+def test_every_optimizer_lowers_the_loss(tmp_path, name):
+    options = {"type": name, "max_iter": 15} if name in FULL_BATCH else {"type": name}
+    cfg = digits_config(optimizer=options, training={"epochs": 3, "batch_size": 32})
+    cfg["optimizer"] = options              # the optimizer's own defaults, nothing else
+    path = write_config(tmp_path, cfg)
+    p = prepare(load_config(path))
+    before = _objective(p.net, p.train)
+    result = train_config(tmp_path, cfg)
+    assert result.summary["status"] == "finished"
+    load_weights_into(p.net, result.run_dir)
+    after = _objective(p.net, p.train)
+    assert after < 0.7 * before, (name, before, after)
+    losses = [r["loss"] for r in read_metrics(result.run_dir)]
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < losses[0] or name in FULL_BATCH and len(losses) == 1
+
+
+# -- full batch: a convex problem with a known optimum ------------------------------
+
+L2 = 0.1
+
+
+@pytest.fixture(scope="module")
+def logistic(tmp_path_factory):
+    """L2-regularized logistic regression: data on disk and the optimum from scipy directly."""
+    tmp = tmp_path_factory.mktemp("logistic")
+    rng = np.random.default_rng(1)
+    m, d = 200, 3
+    X = rng.normal(size=(m, d))
+    z = X @ np.array([1.5, -2.0, 0.5]) + 0.3
+    y = (rng.random(m) < 1 / (1 + np.exp(-z))).astype(int)
+    path = write_csv(tmp / "logistic.csv", ["x0", "x1", "x2", "y"],
+                     [[repr(float(v)) for v in row] + [t] for row, t in zip(X, y)])
+
+    def objective(params):
+        """1/m sum [log(1 + e^z) - y z] + L2/2 ||w||^2 (the bias not penalized), and its gradient."""
+        w, b = params[:d], params[d]
+        z = X @ w + b
+        s = 1 / (1 + np.exp(-z))
+        value = np.mean(np.logaddexp(0, z) - y * z) + 0.5 * L2 * w @ w
+        grad = np.concatenate([X.T @ (s - y) / m + L2 * w, [np.mean(s - y)]])
+        return value, grad
+
+    ref = minimize(objective, np.zeros(d + 1), jac=True, method="BFGS", options={"gtol": 1e-10})
+    assert np.linalg.norm(objective(ref.x)[1]) < 1e-8
+    return tmp, path, ref.x, ref.fun
+
+
+@pytest.mark.parametrize("name", ["cg", "lbfgs"])
+def test_full_batch_reaches_the_logistic_regression_optimum(tmp_path, logistic, name):
+    _, path, optimum, best = logistic
+    cfg = {"seed": 0, "dtype": "float64",
+           "data": {"train": str(path), "target": "y"},
+           "model": {"input": 3, "layers": [{"type": "dense", "units": 1, "activation": "sigmoid"}]},
+           "loss": "binary_cross_entropy", "regularization": {"l2": L2},
+           "optimizer": {"type": name, "max_iter": 500, "tol": 1e-10}}
+    result = train_config(tmp_path, cfg)
+    w = load_weights(result.run_dir)
+    assert w["layers.0.W"].shape == (1, 3) and w["layers.0.W"].dtype == np.float64
+    found = np.concatenate([w["layers.0.W"].ravel(), w["layers.0.b"]])
+    np.testing.assert_allclose(found, optimum, atol=1e-4)
+    assert result.summary["final"]["loss"] == pytest.approx(best, abs=1e-9)
+    metrics = read_metrics(result.run_dir)
+    assert [r["epoch"] for r in metrics] == list(range(1, len(metrics) + 1))   # iterations as epochs
+    assert all(r["lr"] is None for r in metrics)
+    assert all(a["loss"] >= b["loss"] - 1e-12 for a, b in zip(metrics, metrics[1:]))
+
+
+def test_full_batch_ignores_epochs_and_honours_max_iter(tmp_path):
+    cfg = digits_config(optimizer={"type": "lbfgs", "max_iter": 4}, training={"epochs": 50})
+    cfg["optimizer"] = {"type": "lbfgs", "max_iter": 4}
+    result = train_config(tmp_path, cfg)
+    assert 1 <= len(read_metrics(result.run_dir)) <= 4
+
+
+# -- first-order steppers against their textbook formulas -----------------------------
+
+def _textbook(name, lr, grads, theta):
+    theta = theta.copy()
+    state = {"v": 0.0, "G": 0.0, "s": 0.0, "m": 0.0, "u": 0.0}
+    for t, g in enumerate(grads, 1):
+        if name == "sgd":
+            theta = theta - lr * g
+        elif name == "momentum":
+            state["v"] = 0.9 * state["v"] - lr * g
+            theta = theta + state["v"]
+        elif name == "nesterov":
+            state["v"] = 0.9 * state["v"] - lr * g
+            theta = theta + 0.9 * state["v"] - lr * g
+        elif name == "adagrad":
+            state["G"] = state["G"] + g * g
+            theta = theta - lr * g / (np.sqrt(state["G"]) + 1e-8)
+        elif name == "rmsprop":
+            state["s"] = 0.9 * state["s"] + 0.1 * g * g
+            theta = theta - lr * g / (np.sqrt(state["s"]) + 1e-8)
+        elif name == "adam":
+            state["m"] = 0.9 * state["m"] + 0.1 * g
+            state["u"] = 0.999 * state["u"] + 0.001 * g * g
+            m_hat, u_hat = state["m"] / (1 - 0.9 ** t), state["u"] / (1 - 0.999 ** t)
+            theta = theta - lr * m_hat / (np.sqrt(u_hat) + 1e-8)
+    return theta
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"])
+def test_stepper_matches_its_formula(name):
+    rng = np.random.default_rng(0)
+    theta = rng.normal(size=7)
+    grads = [rng.normal(size=7) for _ in range(4)]
+    opt = OPTIMIZERS.get(name)()
+    opt.setup(theta)
+    mine = theta.copy()
+    for g in grads:
+        opt.step(mine, g.copy(), 0.05)
+    np.testing.assert_allclose(mine, _textbook(name, 0.05, grads, theta), rtol=1e-12, atol=1e-14)
+
+
+# -- schedules -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("schedule,expected", [
+    ("constant", lambda e, n: 1.0),
+    ({"type": "step", "step_size": 2, "gamma": 0.5}, lambda e, n: 0.5 ** (e // 2)),
+    ({"type": "exponential", "gamma": 0.8}, lambda e, n: 0.8 ** e),
+    ({"type": "cosine"}, lambda e, n: 0.5 * (1 + math.cos(math.pi * e / n))),
+    ({"type": "cosine", "min_lr": 0.01}, lambda e, n: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * e / n))),
+], ids=["constant", "step", "exponential", "cosine", "cosine-min_lr"])
+def test_schedule_sets_the_lr_of_each_epoch(tmp_path, schedule, expected):
+    n = 5
+    cfg = digits_config(optimizer={"type": "sgd", "lr": 0.1}, training={"epochs": n, "schedule": schedule})
+    metrics = read_metrics(train_config(tmp_path, cfg).run_dir)
+    assert [r["epoch"] for r in metrics] == [1, 2, 3, 4, 5]
+    for epoch, record in enumerate(metrics):
+        assert record["lr"] == pytest.approx(0.1 * expected(epoch, n), rel=1e-12), (epoch, record)
+
+
+def test_schedule_changes_the_steps_taken(tmp_path):
+    base = digits_config(optimizer={"type": "sgd", "lr": 0.1}, training={"epochs": 3})
+    a = load_weights(train_config(tmp_path, base, "a").run_dir)
+    b = load_weights(train_config(tmp_path, digits_config(**{**base, "training": {
+        "epochs": 3, "schedule": {"type": "exponential", "gamma": 0.1}}}), "b").run_dir)
+    assert not np.allclose(a["layers.0.W"], b["layers.0.W"])
+
+
+# -- gradient clipping ------------------------------------------------------------------
+
+def _update_norm(tmp_path, clip, name):
+    cfg = digits_config(dtype="float64", optimizer={"type": "sgd", "lr": 1.0},
+                        training={"epochs": 1, "batch_size": "full", "clip_grad_norm": clip})
+    path = write_config(tmp_path, cfg, f"{name}-start")
+    start = prepare(load_config(path)).net.params
+    end = load_weights(train_config(tmp_path, cfg, name).run_dir)
+    return math.sqrt(sum(float(((end[k] - v) ** 2).sum()) for k, v in start.items()))
+
+
+def test_clip_grad_norm_limits_the_update(tmp_path):
+    unclipped = _update_norm(tmp_path, None, "free")
+    assert unclipped > 0.01
+    clipped = _update_norm(tmp_path, 1e-3, "clipped")
+    assert clipped == pytest.approx(1e-3, rel=1e-6)     # lr 1 x the clipped gradient's norm
+
+
+def test_clip_does_nothing_to_small_gradients(tmp_path):
+    assert _update_norm(tmp_path, 1e6, "huge") == pytest.approx(_update_norm(tmp_path, None, "none"),
+                                                               rel=1e-12)
+
+
+# -- optimizer state -----------------------------------------------------------------
+
+@pytest.mark.parametrize("name", FIRST_ORDER)
+def test_optimizer_state_is_saved_in_the_checkpoint(tmp_path, name):
+    cfg = digits_config(optimizer={"type": name, "lr": 0.01})
+    result = train_config(tmp_path, cfg)
+    with np.load(result.run_dir / "checkpoint.npz", allow_pickle=False) as npz:
+        ck = {k: npz[k] for k in npz.files}
+    state_names = OPTIMIZERS.get(name).state_names
+    if name in ("momentum", "nesterov"):
+        assert "v" in state_names
+    if name == "adam":
+        assert set(state_names) == {"m", "v"}
+        assert int(ck["opt.t"]) == result.summary["steps"]
+    for s in state_names:
+        assert ck[f"opt.{s}"].shape == ck["theta"].shape
+        assert np.any(ck[f"opt.{s}"] != 0), s
+    assert int(ck["epoch"]) == 2
+
+
+@pytest.mark.parametrize("name", FIRST_ORDER)
+def test_resume_restores_the_optimizer_state(tmp_path, name):
+    cfg = digits_config(optimizer={"type": name, "lr": 0.01}, training={"epochs": 4})
+    whole = load_weights(train_config(tmp_path, cfg, "whole").run_dir)
+    with pytest.raises(Interrupted):
+        train_config(tmp_path, cfg, "cut", reporter=StopAt(3))
+    resume(tmp_path / "cut")
+    resumed = load_weights(tmp_path / "cut")
+    for k in whole:
+        if k.startswith("layers."):
+            np.testing.assert_array_equal(resumed[k], whole[k], err_msg=k)
