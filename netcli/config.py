@@ -109,6 +109,10 @@ class ConfigSpec(Section):
 # -- components checked against their constructors -----------------------------
 
 def _field_type(annotation):
+    args = get_args(annotation)
+    if type(None) in args and len(args) == 2:  # Optional[marked type]: translate the marked part
+        inner = next(a for a in args if a is not type(None))
+        return _field_type(inner) | None
     if get_origin(annotation) is Annotated:
         base, marker = get_args(annotation)[:2]
         if marker == "activation":

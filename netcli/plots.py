@@ -7,11 +7,29 @@ plain NumPy and tested on their own.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
 from netcli.errors import NetcliError
+
+
+DPI = 100  # every figure is saved at this resolution: pixels = inches * DPI
+
+CURVES_SIZE = (6.4, 4.2)                 # inches: the loss panel alone
+CURVES_WITH_ACCURACY_SIZE = (11.0, 4.2)  # loss and validation accuracy side by side
+GRID_SIZE = (6.0, 6.6)                   # the weight grid, with room for a two-line title
+
+
+def reconstructions_size(n: int) -> tuple[float, float]:
+    """Inches for n inputs over their n reconstructions (about 1.2 inch per column)."""
+    return (max(4.0, 1.2 * n + 0.8), 3.2)
+
+
+def confusion_size(k: int) -> tuple[float, float]:
+    """Inches for a k x k confusion matrix (about half an inch per class)."""
+    return (max(4.5, 1.2 + 0.5 * k), max(4.0, 1.2 + 0.45 * k))
 
 
 def _pyplot():
@@ -68,63 +86,104 @@ def weight_tiles(W: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=100)
+    """Write fig as a PNG of exactly figsize * DPI pixels (no tight bounding box)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        _pyplot().close(fig)
+        raise NetcliError(f"{path.parent}: no such folder for the PNG")
+    fig.savefig(path, dpi=DPI, format="png")
     _pyplot().close(fig)
     return path
 
 
+def _wrap(title: str, width_inches: float, fontsize: float = 12) -> str:
+    """Break a title into lines that fit the figure's width (run names can be long)."""
+    chars = max(20, int(width_inches * 72 / (0.55 * fontsize)))
+    return "\n".join(textwrap.fill(line, chars) for line in title.split("\n"))
+
+
 def plot_curves(metrics: list[dict], title: str, path: Path, full_batch: bool = False) -> Path:
+    """Training objective (and its data term when a penalty is on), validation loss, and
+    validation accuracy for classification, per epoch (per iteration for cg / lbfgs)."""
     if not metrics:
         raise NetcliError("the run has no metrics yet (metrics.jsonl is empty)")
     plt = _pyplot()
     x = [r["epoch"] for r in metrics]
-    has_acc = any("val_accuracy" in r for r in metrics)
-    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 6, 4), squeeze=False)
+    marker = "." if len(x) <= 30 else None  # a run of a few epochs still shows its points
+    has_acc = any(r.get("val_accuracy") is not None for r in metrics)
+    has_val = any(r.get("val_loss") is not None for r in metrics)
+    has_penalty = any((r.get("penalty") or 0) > 0 for r in metrics)
+    xlabel = "iteration (full batch)" if full_batch else "epoch"
+    size = CURVES_WITH_ACCURACY_SIZE if has_acc else CURVES_SIZE
+    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=size, squeeze=False)
     ax = axes[0, 0]
-    ax.plot(x, [r["loss"] for r in metrics], label="training objective J")
-    if any("val_loss" in r for r in metrics):
-        ax.plot(x, [r.get("val_loss") for r in metrics], label="validation loss (data term)")
-    ax.set_xlabel("iteration" if full_batch else "epoch")
-    ax.set_ylabel("loss (per example)")
-    ax.set_yscale("log" if min(r["loss"] for r in metrics) > 0 else "linear")
-    ax.set_title(f"{title}: loss")
-    ax.grid(alpha=0.3)
+    ax.plot(x, [r["loss"] for r in metrics], marker=marker, color="tab:blue",
+            label="training objective J" if has_penalty else "training loss")
+    shown = [r["loss"] for r in metrics]
+    if has_penalty:
+        data = [r.get("data_loss") for r in metrics]
+        ax.plot(x, data, marker=marker, color="tab:blue", linestyle="--",
+                label="training data term (J without penalty)")
+        shown += [v for v in data if v is not None]
+    if has_val:
+        val = [r.get("val_loss") for r in metrics]
+        ax.plot(x, val, marker=marker, color="tab:orange", label="validation data term")
+        shown += [v for v in val if v is not None]
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("loss per example" + (" (log scale)" if min(shown) > 0 else ""))
+    ax.set_yscale("log" if min(shown) > 0 else "linear")
+    ax.set_title(_wrap(f"{title}: loss", size[0] / (2 if has_acc else 1)))
+    ax.grid(alpha=0.3, which="both")
     ax.legend()
     if has_acc:
         ax2 = axes[0, 1]
-        ax2.plot(x, [100 * r.get("val_accuracy", np.nan) for r in metrics], color="tab:green")
-        ax2.set_xlabel("iteration" if full_batch else "epoch")
+        ax2.plot(x, [100 * r["val_accuracy"] if r.get("val_accuracy") is not None else np.nan
+                     for r in metrics], marker=marker, color="tab:green")
+        ax2.set_xlabel(xlabel)
         ax2.set_ylabel("validation accuracy (%)")
-        ax2.set_title(f"{title}: validation accuracy")
+        ax2.set_title(_wrap(f"{title}: validation accuracy", size[0] / 2))
         ax2.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
 
 
 def plot_grid(grid: np.ndarray, title: str, path: Path) -> Path:
+    """A tile_grid image in gray: in each tile black is that unit's smallest weight, white its largest."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fig, ax = plt.subplots(figsize=GRID_SIZE)
     ax.imshow(grid, cmap="gray", interpolation="nearest", vmin=0, vmax=1)
-    ax.set_title(title)
+    ax.set_title(_wrap(title, GRID_SIZE[0]))
     ax.axis("off")
-    fig.tight_layout()
+    fig.text(0.5, 0.015, "one tile per unit; black: its most negative weight, white: its most positive",
+             ha="center", va="bottom", fontsize=9, color="0.3")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     return _save(fig, path)
 
 
 def plot_reconstructions(inputs: np.ndarray, outputs: np.ndarray, shape, title: str, path: Path) -> Path:
-    """Top row: inputs; bottom row: their reconstructions (n <= 10)."""
+    """Top row: inputs; bottom row: their reconstructions (n <= 10), all on one gray scale
+    so that a faint reconstruction looks faint."""
     plt = _pyplot()
     n = len(inputs)
-    fig, axes = plt.subplots(2, n, figsize=(1.2 * n, 2.8), squeeze=False)
+    if n == 0:
+        raise NetcliError("no examples to reconstruct (the data set is empty)")
+    lo = float(min(inputs.min(), outputs.min()))
+    hi = float(max(inputs.max(), outputs.max()))
+    size = reconstructions_size(n)
+    fig, axes = plt.subplots(2, n, figsize=size, squeeze=False)
     for k in range(n):
         for row, images in enumerate((inputs, outputs)):
             img = images[k].reshape(shape)
             img = img.mean(axis=0) if img.ndim == 3 else img
-            axes[row, k].imshow(img, cmap="gray", interpolation="nearest")
-            axes[row, k].axis("off")
-    axes[0, 0].set_title("input", fontsize=9, loc="left")
-    axes[1, 0].set_title("reconstruction", fontsize=9, loc="left")
-    fig.suptitle(title)
+            ax = axes[row, k]
+            ax.imshow(img, cmap="gray", interpolation="nearest", vmin=lo, vmax=hi if hi > lo else lo + 1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+    axes[0, 0].set_ylabel("input", fontsize=10)
+    axes[1, 0].set_ylabel("reconstruction", fontsize=10)
+    fig.suptitle(_wrap(title, size[0]))
     fig.tight_layout()
     return _save(fig, path)
 
@@ -132,7 +191,8 @@ def plot_reconstructions(inputs: np.ndarray, outputs: np.ndarray, shape, title: 
 def plot_confusion(cm: np.ndarray, classes, title: str, path: Path) -> Path:
     plt = _pyplot()
     k = len(classes)
-    fig, ax = plt.subplots(figsize=(1 + 0.5 * k, 1 + 0.45 * k))
+    size = confusion_size(k)
+    fig, ax = plt.subplots(figsize=size)
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(k), [str(c) for c in classes])
     ax.set_yticks(range(k), [str(c) for c in classes])
@@ -142,6 +202,6 @@ def plot_confusion(cm: np.ndarray, classes, title: str, path: Path) -> Path:
         for j in range(k):
             ax.text(j, i, str(cm[i, j]), ha="center", va="center",
                     color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=8)
-    ax.set_title(title)
+    ax.set_title(_wrap(title, size[0]))
     fig.tight_layout()
     return _save(fig, path)

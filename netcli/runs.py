@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from contextlib import contextmanager
@@ -71,6 +72,7 @@ class RunDir:
         """A new run directory: run_dir if given, else base/<config-name>-<timestamp>
         (then base/latest points at it)."""
         if run_dir is None:
+            config_name = safe_name(config_name)
             stamp = time.strftime("%Y%m%d-%H%M%S")
             path = Path(base) / f"{config_name}-{stamp}"
             n = 1
@@ -129,6 +131,12 @@ class RunDir:
 
     def rewrite_metrics(self, records: list[dict]) -> None:
         self.write_text("metrics.jsonl", "".join(json.dumps(r, default=_plain) + "\n" for r in records))
+
+
+def safe_name(name: str) -> str:
+    """A run or trial name that stays one plain folder inside its parent (no '/', '..', hidden)."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.=+-]", "_", name).lstrip(".")
+    return cleaned or "run"
 
 
 def _plain(value):

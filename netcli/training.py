@@ -183,6 +183,7 @@ class Trainer:
                            "es.best_epoch": pr.best_epoch, "es.bad_epochs": pr.bad_epochs})
         if pr.best_theta is not None:
             self.saved["es.best_theta"] = pr.best_theta
+        self.saved["metrics"] = json.dumps(pr.history)
 
     def write_checkpoint(self) -> None:
         save_npz(self.run.path / "checkpoint.npz", {k: np.asarray(v) for k, v in self.saved.items()})
@@ -200,8 +201,8 @@ class Trainer:
         pr.best = None if math.isnan(best) else best
         pr.best_epoch, pr.bad_epochs = int(checkpoint["es.best_epoch"]), int(checkpoint["es.bad_epochs"])
         pr.best_theta = checkpoint.get("es.best_theta")
-        pr.history = [r for r in self.run.read_metrics() if r["epoch"] <= pr.epoch]
-        self.run.rewrite_metrics(pr.history)
+        pr.history = json.loads(str(checkpoint["metrics"]))
+        self.run.rewrite_metrics(pr.history)  # drop epochs logged after the checkpoint
         self.snapshot()
 
     # epochs ----------------------------------------------------------------
@@ -443,6 +444,8 @@ def train(config: Config | str | Path, run_dir=None, runs_base="runs", overrides
     reporter = reporter or Reporter(quiet=quiet)
     reporter.info(f"training {config.name} into {run.path}")
     trainer = Trainer(prepared, run, reporter, rngs)
+    trainer.write_checkpoint()  # resumable from the very start, even if killed in epoch 1
+    run.write_json("summary.json", trainer._summary("running", 0.0, ""))
     return TrainResult(run.path, _fit(trainer, reporter))
 
 
@@ -451,6 +454,8 @@ def resume(run_path: str | Path, quiet: bool = True, reporter: Reporter | None =
     from netcli.runs import resolve_run
     path = resolve_run(run_path)
     config = load_config(path / "config.yaml")
+    if not (path / "checkpoint.npz").exists():
+        raise NetcliError(f"{path}: no checkpoint.npz to resume from; train it again instead")
     checkpoint = load_npz(path / "checkpoint.npz")
     rngs = rng_streams(config.spec.seed)
     prepared = prepare(config, rngs)

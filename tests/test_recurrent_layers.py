@@ -384,7 +384,8 @@ def test_bptt_must_be_a_positive_number_of_steps(bptt):
         Network([LAYERS.get("lstm")(4, bptt=bptt)], (6, 2), LOSSES.get("mse")())
 
 
-@pytest.mark.parametrize("kind,gates,biases", [("rnn", 1, ["b"]), ("lstm", 4, ["b"]), ("gru", 3, ["b_ih", "b_hh"])])
+@pytest.mark.parametrize("kind,gates,biases",
+                         [("rnn", 1, ["b"]), ("lstm", 4, ["b"]), ("gru", 3, ["b_ih", "b_hh"])])
 @pytest.mark.parametrize("return_sequences", [False, True])
 def test_shapes_and_parameter_specs(kind, gates, biases, return_sequences):
     layer = LAYERS.get(kind)(7, return_sequences=return_sequences)
@@ -394,7 +395,9 @@ def test_shapes_and_parameter_specs(kind, gates, biases, return_sequences):
     assert specs["W_ih"].shape == (gates * 7, 3) and specs["W_ih"].decay and specs["W_ih"].fan_in == 3
     assert specs["W_hh"].shape == (gates * 7, 7) and specs["W_hh"].decay and specs["W_hh"].fan_in == 7
     for b in biases:
-        assert specs[b].shape == (gates * 7,) and not specs[b].decay and specs[b].fill == 0.0
+        assert specs[b].shape == (gates * 7,) and not specs[b].decay
+        expected = layer.bias_init() if kind == "lstm" else 0.0  # forget gate starts at 1
+        np.testing.assert_array_equal(specs[b].fill, expected)
     assert layer.activation is None
 
 
@@ -429,7 +432,6 @@ def test_lstm_bias_init_puts_ones_on_the_forget_gate():
     np.testing.assert_array_equal(b, [0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0])
 
 
-@pytest.mark.xfail(strict=True, reason="needs network hook: Network.init_params must apply the layer's bias_init()")
 def test_forget_gate_bias_is_one_after_init_params():
     H = 3
     net = Network([LAYERS.get("lstm")(H), LAYERS.get("dense")(1)], (4, 2), LOSSES.get("mse")())

@@ -12,14 +12,15 @@ class ParamSpec:
     """One parameter tensor: its shape, whether weight decay applies, and how to start it.
 
     decay: True for weights and kernels (penalized by l2 / l1), False for biases.
-    fill: a constant start value (biases: 0); None draws from the weight initializer.
+    fill: a start value, one constant (biases: 0) or one per entry (the LSTM's forget-gate
+    bias of 1); None draws from the weight initializer.
     """
 
     shape: tuple[int, ...]
     decay: bool
     fan_in: int = 1
     fan_out: int = 1
-    fill: float | None = None
+    fill: float | tuple[float, ...] | None = None
 
 
 class Layer:

@@ -25,8 +25,6 @@ class GRU(Recurrent):
     Truncated BPTT (`bptt`): see netcli/nn/layers/recurrent.py.
     """
 
-    gates = 3
-
     def param_specs(self):
         H, D = self.units, self.d_in
         return {
@@ -39,7 +37,7 @@ class GRU(Recurrent):
     def forward(self, x, train):
         N, T, _ = x.shape
         H = self.units
-        _, gates = self._start(x, self.W_ih, self.b_ih, 3 * H)   # gates[t] = gi, activated in place
+        gates = self._start(x, self.W_ih, self.b_ih, 3 * H)   # gates[t] = gi, activated in place
         dtype = gates.dtype
         hs = self._states("h", N, T, dtype)                      # hs[t] = h_prev of step t
         gh_n = self._buffer("gh_n", (T, N, H), dtype)             # W_hn h_prev + b_hn, for backward

@@ -6,7 +6,7 @@ import numpy as np
 
 from netcli.nn.layers import LAYERS
 from netcli.nn.layers.base import ParamSpec
-from netcli.nn.layers.recurrent import Recurrent, sigmoid_
+from netcli.nn.layers.recurrent import Recurrent
 
 
 @LAYERS.register("lstm")
@@ -25,14 +25,12 @@ class LSTM(Recurrent):
     Truncated BPTT (`bptt`): see netcli/nn/layers/recurrent.py.
     """
 
-    gates = 4
-
     def param_specs(self):
         H, D = self.units, self.d_in
         return {
             "W_ih": ParamSpec((4 * H, D), decay=True, fan_in=D, fan_out=H),
             "W_hh": ParamSpec((4 * H, H), decay=True, fan_in=H, fan_out=H),
-            "b": ParamSpec((4 * H,), decay=False, fill=0.0),
+            "b": ParamSpec((4 * H,), decay=False, fill=tuple(self.bias_init().tolist())),
         }
 
     def bias_init(self) -> np.ndarray:
@@ -45,7 +43,7 @@ class LSTM(Recurrent):
     def forward(self, x, train):
         N, T, _ = x.shape
         H = self.units
-        _, gates = self._start(x, self.W_ih, self.b, 4 * H)   # gates[t] = x_t @ W_ih.T + b
+        gates = self._start(x, self.W_ih, self.b, 4 * H)   # gates[t] = x_t @ W_ih.T + b
         dtype = gates.dtype
         hs = self._states("h", N, T, dtype)                  # hs[t] = h_prev of step t
         cs = self._states("c", N, T, dtype)                  # cs[t] = c_prev of step t

@@ -53,14 +53,12 @@ def sigmoid_(z: np.ndarray) -> np.ndarray:
 
 
 class Recurrent(Layer):
-    """Base of rnn, lstm and gru. Subclasses set `gates` (rows of W_ih per unit) and
-    implement forward and backward with the helpers below.
+    """Base of rnn, lstm and gru; each implements param_specs, forward and backward
+    with the helpers below.
 
     units: H; return_sequences: output every step's h (N, T, H), or the last one (N, H);
     bptt: truncate backpropagation through time to chunks of this many steps (None: full).
     """
-
-    gates = 1
 
     def __init__(self, units: PositiveInt, return_sequences: bool = False, bptt: PositiveInt | None = None):
         self.units = units
@@ -95,7 +93,7 @@ class Recurrent(Layer):
     def _start(self, x: np.ndarray, W_ih: np.ndarray, bias: np.ndarray, width: int):
         """Keep x and its time-major copy; project every step's input in one GEMM.
 
-        x: (N, T, D) -> xt: (T, N, D), proj: (T, N, width) = xt @ W_ih.T + bias
+        x: (N, T, D) -> self.xt: (T, N, D); returns proj: (T, N, width) = xt @ W_ih.T + bias
         """
         self.x = x
         N, T, D = x.shape
@@ -106,7 +104,7 @@ class Recurrent(Layer):
         np.matmul(xt.reshape(T * N, D), W_ih.T, out=proj.reshape(T * N, width))
         proj += bias
         self.xt = xt
-        return xt, proj
+        return proj
 
     def _states(self, name: str, N: int, T: int, dtype) -> np.ndarray:
         """(T + 1, N, H) with [0] = the zero initial state; [t + 1] is the state after step t."""

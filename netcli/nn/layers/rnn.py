@@ -30,7 +30,7 @@ class RNN(Recurrent):
 
     def forward(self, x, train):
         N, T, _ = x.shape
-        _, proj = self._start(x, self.W_ih, self.b, self.units)   # proj[t] = x_t @ W_ih.T + b
+        proj = self._start(x, self.W_ih, self.b, self.units)   # proj[t] = x_t @ W_ih.T + b
         hs = self._states("h", N, T, proj.dtype)                   # hs[t] = h_prev of step t
         rec = self._buffer("rec", (N, self.units), proj.dtype)
         W_hhT = self.W_hh.T
