@@ -19,7 +19,7 @@ DPI = 100  # every figure is saved at this resolution: pixels = inches * DPI
 
 CURVES_SIZE = (6.4, 4.2)                 # inches: the loss panel alone
 CURVES_WITH_ACCURACY_SIZE = (11.0, 4.2)  # loss and validation accuracy side by side
-GRID_SIZE = (6.0, 6.6)                   # the weight grid, with room for a two-line title
+GRID_SIZE = (6.0, 6.6)                   # the weight grid, its title above and a caption below
 
 
 def reconstructions_size(n: int) -> tuple[float, float]:
@@ -98,8 +98,13 @@ def _save(fig, path: Path) -> Path:
 
 def _wrap(title: str, width_inches: float, fontsize: float = 12) -> str:
     """Break a title into lines that fit the figure's width (run names can be long)."""
-    chars = max(20, int(width_inches * 72 / (0.55 * fontsize)))
+    chars = max(20, int(width_inches * 72 / (0.6 * fontsize)))  # about 0.6 em per character
     return "\n".join(textwrap.fill(line, chars) for line in title.split("\n"))
+
+
+def _series(metrics: list[dict], key: str) -> list[float]:
+    """One metric per record, NaN (a gap in the line) where a record lacks it."""
+    return [np.nan if r.get(key) is None else float(r[key]) for r in metrics]
 
 
 def plot_curves(metrics: list[dict], title: str, path: Path, full_batch: bool = False) -> Path:
@@ -117,28 +122,27 @@ def plot_curves(metrics: list[dict], title: str, path: Path, full_batch: bool = 
     size = CURVES_WITH_ACCURACY_SIZE if has_acc else CURVES_SIZE
     fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=size, squeeze=False)
     ax = axes[0, 0]
-    ax.plot(x, [r["loss"] for r in metrics], marker=marker, color="tab:blue",
-            label="training objective J" if has_penalty else "training loss")
-    shown = [r["loss"] for r in metrics]
+    lines = [("loss", "training objective J" if has_penalty else "training loss", "-", "tab:blue")]
     if has_penalty:
-        data = [r.get("data_loss") for r in metrics]
-        ax.plot(x, data, marker=marker, color="tab:blue", linestyle="--",
-                label="training data term (J without penalty)")
-        shown += [v for v in data if v is not None]
+        lines.append(("data_loss", "training data term (J without penalty)", "--", "tab:blue"))
     if has_val:
-        val = [r.get("val_loss") for r in metrics]
-        ax.plot(x, val, marker=marker, color="tab:orange", label="validation data term")
-        shown += [v for v in val if v is not None]
+        lines.append(("val_loss", "validation data term", "-", "tab:orange"))
+    shown = []
+    for key, label, style, color in lines:
+        values = _series(metrics, key)
+        ax.plot(x, values, marker=marker, linestyle=style, color=color, label=label)
+        shown += [v for v in values if np.isfinite(v)]
+    log = bool(shown) and min(shown) > 0
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("loss per example" + (" (log scale)" if min(shown) > 0 else ""))
-    ax.set_yscale("log" if min(shown) > 0 else "linear")
+    ax.set_ylabel("loss per example" + (" (log scale)" if log else ""))
+    ax.set_yscale("log" if log else "linear")
     ax.set_title(_wrap(f"{title}: loss", size[0] / (2 if has_acc else 1)))
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     if has_acc:
         ax2 = axes[0, 1]
-        ax2.plot(x, [100 * r["val_accuracy"] if r.get("val_accuracy") is not None else np.nan
-                     for r in metrics], marker=marker, color="tab:green")
+        accuracy = [100 * v for v in _series(metrics, "val_accuracy")]
+        ax2.plot(x, accuracy, marker=marker, color="tab:green")
         ax2.set_xlabel(xlabel)
         ax2.set_ylabel("validation accuracy (%)")
         ax2.set_title(_wrap(f"{title}: validation accuracy", size[0] / 2))
@@ -148,15 +152,22 @@ def plot_curves(metrics: list[dict], title: str, path: Path, full_batch: bool = 
 
 
 def plot_grid(grid: np.ndarray, title: str, path: Path) -> Path:
-    """A tile_grid image in gray: in each tile black is that unit's smallest weight, white its largest."""
+    """A tile_grid image in gray: in each tile black is that unit's smallest weight, white its
+    largest. The margins are laid out by hand (in inches) so that a title of any number of
+    lines and the caption below never overlap the grid."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=GRID_SIZE)
+    width, height = GRID_SIZE
+    title = _wrap(title, width)
+    top = 0.2 + 0.25 * (title.count("\n") + 1)
+    bottom = 0.4
+    fig = plt.figure(figsize=GRID_SIZE)
+    ax = fig.add_axes((0.02, bottom / height, 0.96, (height - top - bottom) / height))
     ax.imshow(grid, cmap="gray", interpolation="nearest", vmin=0, vmax=1)
-    ax.set_title(_wrap(title, GRID_SIZE[0]))
     ax.axis("off")
-    fig.text(0.5, 0.015, "one tile per unit; black: its most negative weight, white: its most positive",
+    fig.suptitle(title, y=1 - 0.1 / height, va="top")
+    fig.text(0.5, 0.12 / height,
+             "one tile per unit; black: its most negative weight, white: its most positive",
              ha="center", va="bottom", fontsize=9, color="0.3")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
     return _save(fig, path)
 
 

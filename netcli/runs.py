@@ -174,11 +174,13 @@ def list_runs(folder: str | Path) -> list[dict]:
         except (OSError, json.JSONDecodeError):
             pass
         metrics = RunDir(path).read_metrics()
+        status = summary.get("status", "running" if metrics else "new")
+        running = status in ("running", "new")  # its summary predates epoch 1: count the log
         rows.append({"run": str(path.relative_to(base)), "config": summary.get("config"),
-                     "status": summary.get("status", "running" if metrics else "new"),
-                     "epochs": summary.get("epochs", len(metrics)),
+                     "status": status,
+                     "epochs": len(metrics) if running else summary.get("epochs", len(metrics)),
                      "best_val": _best_val(metrics), "test": _test_metric(summary.get("test")),
-                     "wall_seconds": summary.get("wall_seconds")})
+                     "wall_seconds": None if running else summary.get("wall_seconds")})
     return rows
 
 
