@@ -8,11 +8,14 @@ unknown keys are refused with the closest valid one suggested.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
+import operator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
@@ -109,15 +112,17 @@ class ConfigSpec(Section):
 # -- components checked against their constructors -----------------------------
 
 def _field_type(annotation):
-    args = get_args(annotation)
-    if type(None) in args and len(args) == 2:  # Optional[marked type]: translate the marked part
-        inner = next(a for a in args if a is not type(None))
-        return _field_type(inner) | None
-    if get_origin(annotation) is Annotated:
-        base, marker = get_args(annotation)[:2]
+    """Translate netcli.nn.types markers (anywhere in unions and lists) into pydantic constraints."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        base, marker = args[:2]
         if marker == "activation":
             return str | dict[str, Any]
         return Annotated[base, Field(**_CONSTRAINTS[marker])]
+    if origin in (Union, UnionType):
+        return functools.reduce(operator.or_, [_field_type(a) for a in args])
+    if origin is list:
+        return list[_field_type(args[0])]
     return Any if annotation is inspect.Parameter.empty else annotation
 
 
@@ -318,6 +323,33 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
+def _clean_loc(model: type[BaseModel], loc: tuple) -> tuple:
+    """pydantic's error location without the union-member tags it adds below a leaf key."""
+    out, current = [], model
+    for part in loc:
+        if isinstance(part, int):
+            out.append(part)
+        elif current is not None:
+            out.append(part)
+            field = current.model_fields.get(part)
+            ann = field.annotation if field else None
+            current = next((c for c in (ann, *get_args(ann))
+                            if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    return tuple(out)
+
+
+def _field_depth(loc: tuple) -> int:
+    """Length of loc without trailing list indices (kernel[1] belongs to kernel)."""
+    n = len(loc)
+    while n and isinstance(loc[n - 1], int):
+        n -= 1
+    return n
+
+
+def _is_type_error(err: dict) -> bool:
+    return err["type"].endswith(("_type", "_parsing")) or err["type"] == "int_from_float"
+
+
 class _Collector:
     def __init__(self, source, lines, overridden):
         self.source, self.lines, self.overridden = source, lines, overridden
@@ -327,8 +359,15 @@ class _Collector:
         self.messages.append(_locate(self.source, self.lines, self.overridden, path, message))
 
     def add_validation(self, prefix: tuple, error: ValidationError, model: type[BaseModel]):
-        for err in error.errors():
-            loc = tuple(err["loc"])
+        """One message per key. A value that fits no member of a union (kernel: int | list)
+        yields one error per member; the most specific one is kept."""
+        errors = [(_clean_loc(model, tuple(err["loc"])), err) for err in error.errors()]
+        specific = {loc[:_field_depth(loc)] for loc, err in errors if not _is_type_error(err)}
+        shown = set()
+        for loc, err in errors:
+            if loc in shown or (_is_type_error(err) and loc[:_field_depth(loc)] in specific):
+                continue
+            shown.add(loc)
             self.add(prefix + loc, _describe_error(err, _fields_at(model, loc)))
 
     def raise_if_any(self):

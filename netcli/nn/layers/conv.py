@@ -6,18 +6,21 @@ for conv2d, k for conv1d), with stride s, dilation d and x_pad the input with
 
     z[n, o, p] = b[o] + sum_{c, t} W[o, c, t] * x_pad[n, c, s*p + d*t]
 
-As matrices (im2col), with columns ordered (tap, channel):
+As matrices (im2col), columns ordered (tap, channel), plus a column of ones that
+carries the bias through the same GEMMs:
 
-    cols[(n, p), (t, c)] = x_pad[n, c, s*p + d*t]      one copy
-    Z = cols @ Wk.T + b,   Wk[o, (t, c)] = W[o, c, t]    one GEMM
-    dWk = dZ.T @ cols;   db = sum_(n, p) dZ              one GEMM
-    dx_pad[n, c, s*p + d*t] += (dZ @ W_t)[(n, p), c]      per tap t: a GEMM and a strided add
+    cols[(n, p), (t, c)] = x_pad[n, c, s*p + d*t]           one copy
+    Z = [cols, 1] @ [Wk, b].T,   Wk[o, (t, c)] = W[o, c, t]   one GEMM
+    [dWk, db] = dZ.T @ [cols, 1]                            one GEMM
+    dx_pad[n, c, s*p + d*t] += (dZ @ W_t)[(n, p), c]         per tap t: a GEMM and a strided add
 
 Layout: the GEMM writes Z as (N, *S_out, C_out), channels last, and the layer returns
 the (N, C_out, *S_out) view of it without copying. Elementwise activations keep that
 memory order, pooling reads it tap by tap, and the next conv's im2col copies whole
-channel runs. Nothing the layer returns is a reused buffer; only its own scratch
-(the padded input, the columns, the per-tap input gradients) is kept between calls.
+channel runs. (With one input channel the column matrix is stored transposed, so each
+tap's copy writes contiguous rows.) Nothing the layer returns is a reused buffer; only
+its own scratch (the padded input, the columns, the per-tap input gradients) is kept
+between calls.
 """
 
 from __future__ import annotations
@@ -56,13 +59,16 @@ def check_rank(in_shape, axes: tuple[str, ...]) -> None:
     """in_shape must be [C, *axes]; say how to set model.input otherwise."""
     if len(in_shape) != 1 + len(axes):
         want = ", ".join(("C",) + axes)
+        example = " (e.g. [1, 8, 8] for 8x8 grey images)" if len(axes) == 2 else ""
         raise BuildError(f"needs an input of shape [{want}] per example, got {list(in_shape)}; "
-                         f"set model.input: [{want}] (e.g. [1, 8, 8] for 8x8 images), or put the "
-                         f"layer after one that outputs {len(axes) + 1} axes")
+                         f"set model.input: [{want}]{example}, or put the layer after one "
+                         f"that outputs {len(axes) + 1} axes")
 
 
-def fmt(values: tuple[int, ...]) -> str:
-    """(3, 3) -> '3x3', (2,) -> '2'."""
+def fmt(values: tuple, short: bool = False) -> str:
+    """(3, 3) -> '3x3' ('3' if short), (1, 2) -> '1x2', (2,) -> '2'."""
+    if short and len(set(values)) == 1:
+        return str(values[0])
     return "x".join(str(v) for v in values)
 
 
@@ -209,7 +215,7 @@ class _Conv(Layer):
         for name, value, default in (("stride", self.stride, 1), ("pad", self.padding, 0),
                                      ("dilation", self.dilation, 1)):
             if as_tuple_or_raw(value, n) != (default,) * n:
-                parts.append(f"{name} {fmt(as_tuple_or_raw(value, n))}")
+                parts.append(f"{name} {fmt(as_tuple_or_raw(value, n), short=True)}")
         parts.append(self.activation.describe())
         return f"{self.registered_name}({', '.join(parts)})"  # type: ignore[attr-defined]
 

@@ -77,7 +77,7 @@ class _Pool(Layer):
         n = len(self.axes)
         text = fmt(as_tuple_or_raw(self.size, n))
         if self.stride is not None and as_tuple_or_raw(self.stride, n) != as_tuple_or_raw(self.size, n):
-            text += f", stride {fmt(as_tuple_or_raw(self.stride, n))}"
+            text += f", stride {fmt(as_tuple_or_raw(self.stride, n), short=True)}"
         return f"{self.registered_name}({text})"  # type: ignore[attr-defined]
 
 
