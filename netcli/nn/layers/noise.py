@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from netcli.nn.layers import LAYERS
 from netcli.nn.layers.base import Layer
 from netcli.nn.types import UnitFloat
-from netcli.nn.network import BuildError
 
 
 @LAYERS.register("dropout")
@@ -45,13 +46,8 @@ class Corrupt(Layer):
     The target stays the clean input.      x: (N, ...) -> y: same shape
     """
 
-    def __init__(self, rate: UnitFloat = 0.3, kind: str = "mask"):
+    def __init__(self, rate: UnitFloat = 0.3, kind: Literal["mask", "gaussian"] = "mask"):
         self.rate, self.kind = rate, kind
-
-    def build(self, in_shape):
-        if self.kind not in ("mask", "gaussian"):
-            raise BuildError(f"kind must be 'mask' or 'gaussian', got {self.kind!r}")
-        return in_shape
 
     def forward(self, x, train):
         self.mask = None
