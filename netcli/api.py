@@ -86,7 +86,7 @@ def load_run(path: str | Path) -> Run:
         from netcli.errors import NetcliError
         raise NetcliError(f"{path}: no weights.npz yet (is the run still training, or did it fail "
                           f"before its first epoch?)")
+    arrays = load_npz(weights, ("meta.normalize", "meta.input_shape", "meta.task"))
     load_weights_into(net, weights)
-    arrays = load_npz(weights)
     prep = Preprocessing.from_arrays(arrays)
     return Run(path, config, net, prep, str(arrays["meta.task"]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import reprlib
 import inspect
 import operator
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 def _batch_size(value):
     if value == "full" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
         return value
-    raise ValueError(f"must be a positive integer or 'full', got {value!r}")
+    raise ValueError(f"must be a positive integer or 'full', got {_SHORT.repr(value)}")
 
 
 def _input_shape(value):
@@ -46,7 +47,8 @@ def _input_shape(value):
         return isinstance(v, int) and not isinstance(v, bool) and v > 0
     if positive(value) or (isinstance(value, list) and value and all(positive(v) for v in value)):
         return value
-    raise ValueError(f"must be a positive integer or a list of them ([C, H, W], [T, D]), got {value!r}")
+    raise ValueError(f"must be a positive integer or a list of them ([C, H, W], [T, D]), "
+                     f"got {_SHORT.repr(value)}")
 
 
 class Section(BaseModel):
@@ -99,7 +101,7 @@ class TrainingSection(Section):
 
 
 class ConfigSpec(Section):
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
     dtype: Literal["float32", "float64"] = "float32"
     data: DataSection = DataSection()
     model: ModelSection
@@ -184,9 +186,16 @@ def parse_config(text: str, source: str = "<config>", overrides=()) -> Config:
 
 
 def _load_yaml(text: str, source: str):
-    loader = yaml.SafeLoader(text)
+    """-> (data, {key path: line}). Aliases are followed once: a recursive alias is an error,
+    and a shared node is walked once, so an 'alias bomb' costs nothing."""
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as e:  # characters YAML does not allow (NUL, control codes)
+        raise ConfigError(f"{source}: not a YAML text: {e}") from None
     try:
         node = loader.get_single_node()
+        if node is not None:
+            _check_no_cycles(node, source)
         data = loader.construct_document(node) if node is not None else None
     except yaml.constructor.ConstructorError as e:
         mark = e.problem_mark
@@ -197,11 +206,17 @@ def _load_yaml(text: str, source: str):
         where = f"{source}:{mark.line + 1}" if mark else source
         problem = getattr(e, "problem", None) or str(e)
         raise ConfigError(f"{where}: malformed YAML: {problem}") from None
+    except (ValueError, TypeError, AttributeError, OverflowError) as e:  # e.g. `!!float abc`
+        raise ConfigError(f"{source}: a tagged YAML value cannot be read: {e}") from None
     finally:
         loader.dispose()
     lines: dict[tuple, int] = {}
+    seen: set[int] = set()
 
     def walk(n, path):
+        if id(n) in seen:
+            return
+        seen.add(id(n))
         if isinstance(n, yaml.MappingNode):
             for key, value in n.value:
                 p = path + (key.value,)
@@ -217,12 +232,39 @@ def _load_yaml(text: str, source: str):
     return data, lines
 
 
+def _check_no_cycles(root, source: str) -> None:
+    """A YAML alias that contains itself (`a: &x [*x]`) has no value."""
+    done, stack = set(), [(root, False)]
+    on_path: set[int] = set()
+    while stack:
+        node, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(node))
+            done.add(id(node))
+            continue
+        if id(node) in on_path:
+            raise ConfigError(f"{source}:{node.start_mark.line + 1}: a YAML alias refers to itself")
+        if id(node) in done:
+            continue
+        on_path.add(id(node))
+        stack.append((node, True))
+        children = []
+        if isinstance(node, yaml.MappingNode):
+            children = [v for pair in node.value for v in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        for child in children:
+            if id(child) in on_path:
+                raise ConfigError(f"{source}:{child.start_mark.line + 1}: a YAML alias refers to itself")
+            stack.append((child, False))
+
+
 def _parse_path(key: str) -> tuple:
     """'model.layers[2].units' or 'model.layers.2.units' -> ('model', 'layers', 2, 'units')"""
     parts = []
     for piece in key.replace("[", ".").replace("]", "").split("."):
         if piece:
-            parts.append(int(piece) if piece.isdigit() else piece)
+            parts.append(int(piece) if piece.isascii() and piece.isdigit() else piece)
     return tuple(parts)
 
 
@@ -282,8 +324,12 @@ def _locate(source, lines, overridden, path, message) -> str:
     return f"{source}: {shown}: {message}" if shown else f"{source}: {message}"
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxlevel = 60, 60, 6, 6, 2
+
+
 def _describe_error(err: dict, fields: list[str]) -> str:
-    kind, ctx, got = err["type"], err.get("ctx", {}), err.get("input")
+    kind, ctx, got = err["type"], err.get("ctx", {}), _Shown(err.get("input"))
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":
@@ -348,6 +394,16 @@ def _field_depth(loc: tuple) -> int:
 
 def _is_type_error(err: dict) -> bool:
     return err["type"].endswith(("_type", "_parsing")) or err["type"] == "int_from_float"
+
+
+class _Shown:
+    """A value quoted in a message, cut short however large it is (`got [1, 2, 3, ...]`)."""
+
+    def __init__(self, value):
+        self.text = _SHORT.repr(value)
+
+    def __repr__(self):
+        return self.text
 
 
 class _Collector:
@@ -432,9 +488,12 @@ def validate(data: dict, source="<config>", lines=None, overridden=()) -> Config
     if es is not None and not (spec.data.validation_split > 0 or spec.data.val):
         errors.add(("training", "early_stopping"),
                    "needs validation data: set data.validation_split (e.g. 0.1) or data.val")
-    if es is not None and not es.monitor.startswith(("val_", "loss")):
-        errors.add(("training", "early_stopping", "monitor"),
-                   f"monitor one of val_loss, val_accuracy, val_mse, loss; got {es.monitor!r}")
+    if es is not None:
+        classifying = spec.loss in ("cross_entropy", "binary_cross_entropy") and spec.data.target != "input"
+        allowed = ["val_loss", "val_accuracy" if classifying else "val_mse", "loss"]
+        if es.monitor not in allowed:
+            errors.add(("training", "early_stopping", "monitor"),
+                       f"must be one of {', '.join(allowed)} for this loss; got {es.monitor!r}")
     errors.raise_if_any()
     resolved = spec.model_dump()
     resolved["model"]["layers"] = layers

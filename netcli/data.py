@@ -42,37 +42,40 @@ def read_table(path: str, target=None, features=None, need_target: bool = True,
         raw = (stdin or sys.stdin.buffer).read()
         if not raw:
             raise DataError("<stdin>: no data on standard input")
-        if raw.startswith(NPY_MAGIC):
-            return _from_npy(np.load(io.BytesIO(raw), allow_pickle=False), "<stdin>", target, need_target,
-                             n_features)
-        if raw.startswith(ZIP_MAGIC):
-            return _read_npz(io.BytesIO(raw), "<stdin>", target, features, need_target)
-        return _read_csv(raw.decode("utf-8", errors="replace"), "<stdin>", target, features,
-                         need_target, n_features, drop)
+        if raw.startswith((NPY_MAGIC, ZIP_MAGIC)):
+            return _from_arrays(_np_load(io.BytesIO(raw), "<stdin>"), "<stdin>", target, features,
+                                need_target, n_features)
+        text = raw.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+        return _read_csv(text, "<stdin>", target, features, need_target, n_features, drop)
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{path}: data file not found" if not p.exists() else f"{path}: not a file")
-    suffix = p.suffix.lower()
-    try:
-        if suffix == ".npz":
-            return _read_npz(p, path, target, features, need_target)
-        if suffix == ".npy":
-            array = np.load(p, mmap_mode="r", allow_pickle=False)
-            return _from_npy(array, path, target, need_target, n_features)
-    except DataError:
-        raise
-    except (ValueError, OSError, EOFError) as e:
-        raise DataError(f"{path}: cannot read {suffix[1:].upper()} file ({e}); is it truncated?") from None
+    if p.suffix.lower() in (".npy", ".npz"):
+        return _from_arrays(_np_load(p, path), path, target, features, need_target, n_features)
     return _read_csv(p.read_text(errors="replace"), path, target, features, need_target, n_features, drop)
 
 
-def _read_npz(file, source, target, features, need_target) -> Table:
-    import zipfile
+def _np_load(file, source: str):
+    """An NPY file (memory-mapped when on disk) or the arrays of an NPZ file, without pickles.
+    Whatever is wrong with the bytes becomes one DataError naming the file."""
     try:
-        with np.load(file, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise DataError(f"{source}: cannot read NPZ file ({e}); is it truncated or corrupt?") from None
+        loaded = np.load(file, mmap_mode="r" if isinstance(file, Path) else None, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                return {k: loaded[k] for k in loaded.files}
+        return loaded
+    except Exception as e:  # truncated, corrupt, pickled, encrypted, ...: all the file's fault
+        raise DataError(f"{source}: cannot read it as NPY or NPZ ({type(e).__name__}: {e}); "
+                        f"is it truncated or corrupt?") from None
+
+
+def _from_arrays(loaded, source, target, features, need_target, n_features) -> Table:
+    if isinstance(loaded, dict):
+        return _read_npz(loaded, source, target, features, need_target)
+    return _from_npy(loaded, source, target, need_target, n_features)
+
+
+def _read_npz(arrays: dict, source, target, features, need_target) -> Table:
     x_key = features if isinstance(features, str) else "X"
     y_key = "y" if target in (None, "input") else str(target)
     if x_key not in arrays:
@@ -87,6 +90,8 @@ def _read_npz(file, source, target, features, need_target) -> Table:
                             f"{', '.join(arrays)}")
     X = arrays[x_key]
     _check_numeric(X, source, x_key)
+    if y is not None:
+        _check_numeric(y, source, y_key)
     if y is not None and len(y) != len(X):
         raise DataError(f"{source}: {x_key!r} has {len(X)} rows but {y_key!r} has {len(y)}")
     return Table(X, y, source, target_name=y_key)
@@ -97,7 +102,10 @@ def _from_npy(array, source, target, need_target, n_features=None) -> Table:
     if target == "input":
         return Table(array, None, source)
     if isinstance(target, str) and target.endswith(".npy"):
-        y = np.load(target, mmap_mode="r", allow_pickle=False)
+        y = _np_load(Path(target), target)
+        if isinstance(y, dict):
+            raise DataError(f"{target}: data.target names an NPZ file; name a .npy array")
+        _check_numeric(y, target, "array")
         if len(y) != len(array):
             raise DataError(f"{target}: has {len(y)} rows but {source} has {len(array)}")
         return Table(array, y, source, target_name=target)
@@ -120,9 +128,13 @@ def _from_npy(array, source, target, need_target, n_features=None) -> Table:
 def _check_numeric(array, source, key):
     if array.dtype.kind not in "biuf":
         raise DataError(f"{source}: array {key!r} has dtype {array.dtype}; netcli reads numeric arrays")
+    if array.ndim == 0 or len(array) == 0:
+        raise DataError(f"{source}: array {key!r} has shape {list(array.shape)}; it needs one row per "
+                        f"example and at least one row")
 
 
 def _read_csv(text: str, source: str, target, features, need_target, n_features=None, drop=()) -> Table:
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a long cell is the data's problem, not csv's
     rows = list(csv.reader(io.StringIO(text)))
     while rows and not any(cell.strip() for cell in rows[-1]):
         rows.pop()
@@ -145,6 +157,8 @@ def _read_csv(text: str, source: str, target, features, need_target, n_features=
     else:
         names = [features] if isinstance(features, (str, int)) else features
         feature_cols = [_column_index(f, header, source, "feature") for f in names]
+    if not feature_cols:
+        raise DataError(f"{source}: no feature columns left (header: {', '.join(header)})")
     X = np.empty((len(rows) - 1, len(feature_cols)), dtype=np.float64)
     target_cells = []
     for r, row in enumerate(rows[1:]):

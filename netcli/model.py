@@ -30,6 +30,9 @@ def build_network(config: Config, dtype=None, rng: np.random.Generator | None = 
                       weight_penalties, activation_penalties, dtype=dtype or config.spec.dtype)
     except BuildError as e:
         raise config.error(e.key, str(e)) from None
+    except (MemoryError, OverflowError, ValueError) as e:  # sizes beyond what can be allocated
+        raise config.error("model", f"this network cannot be built here ({type(e).__name__}: {e}); "
+                                    f"check the sizes in model.input and model.layers") from None
     rng = np.random.default_rng(config.spec.seed) if rng is None else rng
     net.init_params(rng, config.spec.model.init)
     net.set_rng(rng)

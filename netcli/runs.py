@@ -51,15 +51,20 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
         np.savez(f, **arrays)
 
 
-def load_npz(path: Path) -> dict[str, np.ndarray]:
-    import zipfile
+def load_npz(path: Path, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The arrays of a run's NPZ file; any damage (or a missing required array) is a NetcliError."""
     try:
         with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
+            arrays = {k: npz[k] for k in npz.files}
     except FileNotFoundError:
         raise NetcliError(f"{path}: not found") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise NetcliError(f"{path}: cannot read ({e}); the file is truncated or corrupt") from None
+    except Exception as e:  # truncated, bit-flipped, encrypted flag, unknown compression, ...
+        raise NetcliError(f"{path}: cannot read it ({type(e).__name__}: {e}); the file is truncated "
+                          f"or corrupt") from None
+    missing = [k for k in required if k not in arrays]
+    if missing:
+        raise NetcliError(f"{path}: has no {', '.join(missing)}; the file is damaged or not netcli's")
+    return arrays
 
 
 @dataclass

@@ -75,6 +75,11 @@ def prepare(config: Config, rngs: dict | None = None) -> Prepared:
     else:
         val_table = None
         train_rows, val_rows = split_indices(len(table.X), d.validation_split, rngs["split"], labels)
+        if d.validation_split > 0 and (len(val_rows) == 0 or len(train_rows) == 0):
+            raise config.error("data.validation_split",
+                               f"{d.validation_split:g} of {table.source}'s {len(table.X)} rows leaves "
+                               f"{len(train_rows)} for training and {len(val_rows)} for validation; "
+                               f"both need at least one")
         if len(val_rows) == 0:
             train_rows = None
     fit_rows = table.X if train_rows is None else table.X[train_rows]
@@ -144,6 +149,10 @@ class Progress:
     history: list = field(default_factory=list)
 
 
+CHECKPOINT_KEYS = ("theta", "epoch", "step", "rng.shuffle", "rng.layers", "es.best", "es.best_epoch",
+                   "es.bad_epochs", "metrics")
+
+
 class Diverged(Exception):
     pass
 
@@ -190,6 +199,11 @@ class Trainer:
 
     def restore(self, checkpoint: dict) -> None:
         """Carry on from a checkpoint.npz written by write_checkpoint."""
+        expected = [f"opt.{k}" for k in self.optimizer.state_dict()] if not self.optimizer.full_batch else []
+        missing = [k for k in (*CHECKPOINT_KEYS, *expected) if k not in checkpoint]
+        if missing or checkpoint["theta"].shape != self.net.theta.shape:
+            raise NetcliError(f"{self.run.path}/checkpoint.npz: does not fit this run's config "
+                              f"({'missing ' + ', '.join(missing) if missing else 'parameter count differs'})")
         self.net.theta[...] = checkpoint["theta"]
         if not self.optimizer.full_batch:
             self.optimizer.load_state_dict({k[4:]: v for k, v in checkpoint.items() if k.startswith("opt.")})
@@ -456,7 +470,7 @@ def resume(run_path: str | Path, quiet: bool = True, reporter: Reporter | None =
     config = load_config(path / "config.yaml")
     if not (path / "checkpoint.npz").exists():
         raise NetcliError(f"{path}: no checkpoint.npz to resume from; train it again instead")
-    checkpoint = load_npz(path / "checkpoint.npz")
+    checkpoint = load_npz(path / "checkpoint.npz", CHECKPOINT_KEYS)
     rngs = rng_streams(config.spec.seed)
     prepared = prepare(config, rngs)
     run = RunDir(path)
