@@ -426,5 +426,86 @@ def _metric(pair) -> str:
     return "" if not pair else f"{pair[0]} {pair[1]:.4g}"
 
 
+# -- sweep -------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("config", required=False, type=click.Path())
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a key of the base config (every trial), as in train.")
+@click.option("--grid", multiple=True, metavar="KEY=V1,V2,...",
+              help="An axis whose every value is tried (YAML values; a list in [...] is one value).")
+@click.option("--random", "n_random", type=int, metavar="N", help="Draw N values of the --range axes (per grid point).")
+@click.option("--range", "ranges", multiple=True, metavar="KEY=LO:HI[:log]",
+              help="An axis drawn uniformly (log-uniformly with :log) for --random; integers if LO, HI are.")
+@click.option("--seeds", type=int, metavar="K", help="Run every point with K derived seeds.")
+@click.option("--workers", type=click.IntRange(min=1), metavar="N",
+              help="Local Dask worker processes [default: CPU count].")
+@click.option("--scheduler", metavar="ADDRESS", help="A running Dask scheduler instead, e.g. tcp://host:8786.")
+@click.option("--sweep-dir", type=click.Path(), help="Where the trials go [default: runs/sweeps/<config>-<time>].")
+@click.option("--resume", "resume_dir", type=click.Path(), metavar="SWEEP_DIR",
+              help="Run the trials SWEEP_DIR has not recorded as ended.")
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON instead of the best trial's path.")
+def sweep(config, overrides, grid, n_random, ranges, seeds, workers, scheduler, sweep_dir, resume_dir, as_json):
+    """Train CONFIG once per trial on Dask; print the best trial's run directory on stdout.
+
+    \b
+    netcli sweep configs/digits_mlp.yaml --set data.validation_split=0.1 \\
+        --grid optimizer.lr=0.001,0.01 --grid regularization.l2=0,1e-4
+
+    Axes may also come from a `sweep:` section of the config (grid, range, random, seeds).
+    The best trial has the best validation metric (else final loss, else test metric).
+    """
+    from netcli import sweep as sweeps
+
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    if resume_dir:
+        if config or overrides or grid or ranges or n_random is not None or seeds is not None or sweep_dir:
+            raise click.UsageError("--resume SWEEP_DIR takes the sweep as it was; give no CONFIG or axes")
+        plan = sweeps.load(resume_dir)
+    else:
+        if not config:
+            raise click.UsageError("missing CONFIG (or --resume SWEEP_DIR)")
+        plan = sweeps.plan(config, grid, ranges, n_random, seeds, sweep_dir, overrides=overrides)
+    talk = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+    result = sweeps.run(plan, workers=workers, scheduler=scheduler, console=talk, new=not resume_dir)
+    rows = sweeps.table_rows(result)
+    best = str(result.path / result.best["name"]) if result.best else None
+    talk.print(_sweep_table(result, rows, plan.axes))
+    if as_json:
+        _emit_json({"sweep_dir": str(result.path), "best": best, "trials": rows})
+    elif best:
+        click.echo(best)
+    if best is None:
+        raise JobFailed(f"no trial finished; the messages are in {result.path / sweeps.TRIALS_FILE}")
+
+
+def _sweep_table(result, rows, axes) -> Table:
+    from netcli.sweep import short_keys
+    shorts = short_keys(axes.keys())
+    metrics = {r["score"]["metric"] for r in rows if r["score"]}
+    counts = {s: sum(r["status"] == s for r in rows) for s in dict.fromkeys(r["status"] for r in rows)}
+    table = Table(title=f"{result.path}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    metric = metrics.pop() if len(metrics) == 1 else "score"
+    loss = metric != "loss"  # a separate final-loss column, unless the score is that loss
+    columns = ["", "trial", *shorts.values()] + (["seed"] if axes.seeds > 1 else []) + \
+        ["status", "epochs", metric] + (["loss"] if loss else []) + ["test", "wall"]
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("", "trial", "status", "test") else "right")
+    for r in rows:
+        values = [_short_value(r["overrides"].get(k)) for k in shorts]
+        test = f"{r['test']['metric']} {r['test']['value']:.4g}" if r["test"] else ""
+        table.add_row("*" if r["best"] else "", r["trial"], *values,
+                      *([str(r["seed"])] if axes.seeds > 1 else []), r["status"], str(r["epochs"] or ""),
+                      f"{r['score']['value']:.4g}" if r["score"] else "",
+                      *([f"{r['final_loss']:.4g}" if isinstance(r["final_loss"], float) else ""] if loss else []),
+                      test,
+                      f"{r['wall_seconds']:.1f}s" if r["wall_seconds"] is not None else "")
+    return table
+
+
+def _short_value(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else json.dumps(value) if value is not None else ""
+
+
 def main() -> None:
     cli(prog_name="netcli")

@@ -157,7 +157,7 @@ class Config:
         return Path(self.source).stem if self.source not in ("<config>", "-") else "config"
 
     def error(self, key: str, message: str) -> ConfigError:
-        return ConfigError(_locate(self.source, self.lines, self.overridden, _parse_path(key), message))
+        return ConfigError(_locate(self.source, self.lines, self.overridden, parse_path(key), message))
 
 
 def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Config:
@@ -173,7 +173,7 @@ def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
 
 
 def parse_config(text: str, source: str = "<config>", overrides=()) -> Config:
-    data, lines = _load_yaml(text, source)
+    data, lines = load_yaml(text, source)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -185,7 +185,7 @@ def parse_config(text: str, source: str = "<config>", overrides=()) -> Config:
     return validate(data, source, lines, overridden)
 
 
-def _load_yaml(text: str, source: str):
+def load_yaml(text: str, source: str):
     """-> (data, {key path: line}). Aliases are followed once: a recursive alias is an error,
     and a shared node is walked once, so an 'alias bomb' costs nothing."""
     try:
@@ -259,7 +259,7 @@ def _check_no_cycles(root, source: str) -> None:
             stack.append((child, False))
 
 
-def _parse_path(key: str) -> tuple:
+def parse_path(key: str) -> tuple:
     """'model.layers[2].units' or 'model.layers.2.units' -> ('model', 'layers', 2, 'units')"""
     parts = []
     for piece in key.replace("[", ".").replace("]", "").split("."):
@@ -278,7 +278,7 @@ def format_path(path: tuple) -> str:
 def apply_override(data: dict, item: str) -> tuple:
     """'optimizer.lr=0.01' -> data['optimizer']['lr'] = 0.01 (the value parsed as a YAML scalar)."""
     key, sep, value = item.partition("=")
-    path = _parse_path(key.strip())
+    path = parse_path(key.strip())
     if not sep or not path:
         raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. optimizer.lr=0.01")
     try:

@@ -121,9 +121,12 @@ def test_killed_at_random_moments_the_run_always_loads_and_resumes(slow_config, 
 
 
 def _wait_for(condition, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Until condition() holds, or the process has ended (successfully) on its own."""
     deadline = time.time() + timeout
     while not condition():
-        assert proc.poll() is None, proc.communicate()
+        if proc.poll() is not None:
+            assert proc.returncode == 0, proc.communicate()
+            return
         assert time.time() < deadline, "timed out"
         time.sleep(0.01)
 
