@@ -251,13 +251,27 @@ class Trainer:
         whole = batch_size == "full" or batch_size >= n
         n_batches = 1 if whole else math.ceil(n / batch_size)
         self.reporter.start(epochs, n_batches, self.progress.epoch)
+        # In-memory rows are gathered into one buffer per array, reused by every batch (np.take,
+        # no new batch arrays, the dataset itself never copied); lazy (memory-mapped) splits and
+        # whole-data batches go through Split.take / the arrays themselves as before.
+        gather = train.prep is None and not whole
+        if gather:
+            rows = min(int(batch_size), n)
+            x_buf = np.empty((rows, *train.X.shape[1:]), dtype=train.X.dtype)
+            y_buf = None if train.y is None or train.y is train.X else \
+                np.empty((rows, *train.y.shape[1:]), dtype=train.y.dtype)
         for epoch in range(self.progress.epoch, epochs):
             lr = self.schedule(base_lr, epoch, epochs)
             t0 = time.perf_counter()
             total = data_total = 0.0
             order = batches(n, batch_size, self.rngs["shuffle"] if spec.data.shuffle and not whole else None)
             for idx in order:
-                Xb, yb = (train.X, train.y) if whole and train.prep is None else train.take(idx)
+                if gather:
+                    Xb = np.take(train.X, idx, axis=0, out=x_buf[:len(idx)], mode="clip")
+                    yb = Xb if train.y is train.X else (
+                        None if y_buf is None else np.take(train.y, idx, axis=0, out=y_buf[:len(idx)], mode="clip"))
+                else:
+                    Xb, yb = (train.X, train.y) if whole and train.prep is None else train.take(idx)
                 loss, grad = net.loss_and_grad(net.theta, Xb, yb)
                 self.progress.step += 1
                 norm = self.watch.record(loss, grad)

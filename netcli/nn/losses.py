@@ -38,7 +38,7 @@ class MeanSquaredError(Loss):
         return 0.5 * float(np.vdot(self.diff, self.diff)) / self.m
 
     def backward(self):
-        return self.diff / self.m
+        return np.multiply(self.diff, 1.0 / self.m)
 
 
 @LOSSES.register("cross_entropy")
@@ -53,14 +53,19 @@ class SoftmaxCrossEntropy(Loss):
     def forward(self, z, y):
         self.m = z.shape[0]
         shifted = z - z.max(axis=-1, keepdims=True)
-        log_norm = np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-        log_p = shifted - log_norm
-        self.p = np.exp(log_p)
-        self.y = y
-        return -float(np.vdot(y, log_p)) / self.m
+        p = np.exp(shifted)
+        norm = p.sum(axis=-1, keepdims=True)
+        p /= norm
+        self.p, self.y = p, y
+        self.y_mass = y.sum(axis=-1, keepdims=True)
+        # y . log p = y . shifted - (sum_k y_k) log norm: one pass over z's shape fewer
+        return -(float(np.vdot(y, shifted)) - float(np.vdot(self.y_mass, np.log(norm)))) / self.m
 
     def backward(self):
-        return (self.p * self.y.sum(axis=-1, keepdims=True) - self.y) / self.m
+        g = np.multiply(self.p, self.y_mass)
+        g -= self.y
+        g *= 1.0 / self.m
+        return g
 
 
 @LOSSES.register("binary_cross_entropy")

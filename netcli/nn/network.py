@@ -9,6 +9,7 @@ penalties act on one contiguous block `theta[:n_weights]`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -36,8 +37,8 @@ class ParamSlot:
     spec: ParamSpec
     offset: int
 
-    @property
-    def size(self) -> int:
+    @cached_property
+    def size(self) -> int:  # read per tensor per step (gradient norms): computed once
         return int(np.prod(self.spec.shape))
 
 
@@ -156,7 +157,10 @@ class Network:
         return X.astype(self.dtype, copy=False)
 
     def _run(self, x, train: bool, start: int, fused_output: bool) -> np.ndarray:
-        """Forward from layer `start` (x is its input), keeping z_i and a_i for backward."""
+        """Forward from layer `start` (x is its input), keeping z_i and a_i for backward.
+
+        Activations are applied in place (`forward_`): a layer's output is a new array that
+        nothing else holds, so z_i and a_i are often one array (see activations.py)."""
         del self.inputs[start:], self.zs[start:], self.activations[start:]
         last = len(self.layers) - 1
         for i in range(start, len(self.layers)):
@@ -167,7 +171,7 @@ class Network:
             if act is None or (fused_output and i == last):
                 x = z
             else:
-                x = act.forward(z)
+                x = act.forward_(z)
             self.zs.append(z)
             self.activations.append(x)
         return x
@@ -178,7 +182,7 @@ class Network:
         layers = self.layers if upto is None else self.layers[:upto + 1]
         for layer in layers:
             z = layer.forward(x, train)
-            x = z if layer.activation is None else layer.activation.forward(z)
+            x = z if layer.activation is None else layer.activation.forward_(z)
         return x
 
     def outputs_and_loss(self, X: np.ndarray, y: np.ndarray | None = None):
@@ -224,13 +228,17 @@ class Network:
         for p in self.activation_penalties:
             by_layer.setdefault(p.layer, []).append(p)
         self.input_grads = [None] * len(self.layers)
+        keep = self.keep_input_grads
         d = d_out.astype(self.dtype, copy=False)
         for i in range(last, -1, -1):
             layer = self.layers[i]
             for p in by_layer.get(i, ()):
                 d = d + p.grad(self.activations[i])
-            if layer.activation is not None and not (fused and i == last):
-                d = layer.activation.backward(self.zs[i], self.activations[i], d)
+            act = layer.activation
+            if act is not None and not (fused and i == last):
+                # d is this step's own array (from the loss or the layer above), so the
+                # activation may overwrite it, unless it is kept as an input gradient
+                d = (act.backward if keep else act.backward_)(self.zs[i], self.activations[i], d)
             need_dx = i > 0 or self.keep_input_grads
             d = layer.backward(d, need_dx=need_dx)
             if self.keep_input_grads:

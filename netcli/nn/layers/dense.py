@@ -11,6 +11,12 @@ from netcli.nn.network import BuildError
 from netcli.nn.types import ActivationSpec, NonNegativeInt, PositiveInt
 
 
+# Batches up to this many rows flow through dense layers column-major (see Dense.forward).
+# Larger ones (full-batch training) stay row-major: there the transposed product is the slower
+# one, and the elementwise work on the outputs, not the GEMM, dominates.
+COLUMN_MAJOR_ROWS = 1024
+
+
 @LAYERS.register("dense")
 class Dense(Layer):
     """z = x @ W.T + b, then the activation      x: (N, D_in) -> y: (N, D_out)
@@ -34,14 +40,28 @@ class Dense(Layer):
 
     def forward(self, x, train):
         self.x = x
-        return x @ self.W.T + self.b
+        if x.ndim == 2 and len(x) <= COLUMN_MAJOR_ROWS:
+            # z.T = W @ x.T + b, returned as z: a transposed (column-major) view. Dense layers
+            # in a row then hand each other x with x.T contiguous, and BLAS reads both operands
+            # of W @ x.T in its fastest order: 10-25% faster than x @ W.T for minibatch shapes
+            # on this project's OpenBLAS (benchmarks/RESULTS.md).
+            zt = np.matmul(self.W, x.T)
+            zt += self.b[:, None]
+            return zt.T
+        z = np.matmul(x, self.W.T)
+        z += self.b   # in place: no second output-sized array
+        return z
 
     def backward(self, dy, need_dx=True):
         x2 = self.x.reshape(-1, self.d_in)
         dy2 = dy.reshape(-1, self.units)
         np.matmul(dy2.T, x2, out=self.dW)
         np.sum(dy2, axis=0, out=self.db)
-        return dy @ self.W if need_dx else None
+        if not need_dx:
+            return None
+        if dy.ndim == 2 and len(dy) <= COLUMN_MAJOR_ROWS:
+            return np.matmul(self.W.T, dy.T).T   # dx.T = W.T @ dy.T: the forward's layout
+        return dy @ self.W
 
     def describe(self):
         return f"dense({self.units}, {self.activation.describe()})"
@@ -75,7 +95,9 @@ class TiedDense(Layer):
 
     def forward(self, x, train):
         self.x = x
-        return x @ self.source.W + self.b
+        z = np.matmul(x, self.source.W)
+        z += self.b
+        return z
 
     def backward(self, dy, need_dx=True):
         dy2 = dy.reshape(-1, self.units)

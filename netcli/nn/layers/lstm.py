@@ -43,24 +43,28 @@ class LSTM(Recurrent):
     def forward(self, x, train):
         N, T, _ = x.shape
         H = self.units
-        gates = self._start(x, self.W_ih, self.b, 4 * H)   # gates[t] = x_t @ W_ih.T + b
-        dtype = gates.dtype
+        dtype = self.W_hh.dtype
+        # sigmoid(z) = 0.5 tanh(0.5 z) + 0.5, so i, f, o and g = tanh(.) take one tanh over the
+        # row. The 0.5 is folded into the i, f, o rows of the weights and bias (exact: a power of
+        # two), so the GEMMs deliver the tanh arguments directly; and W_hh is transposed into a
+        # contiguous copy once per sequence, which each step's GEMM reads ~1.3x faster than the
+        # transposed view.
+        scale = np.full(4 * H, 0.5, dtype=dtype)
+        scale[2 * H:3 * H] = 1.0
+        shift = np.full(4 * H, 0.5, dtype=dtype)
+        shift[2 * H:3 * H] = 0.0
+        gates = self._start(x, self.W_ih * scale[:, None], self.b * scale, 4 * H)  # (x_t W_ih.T + b) * scale
         hs = self._states("h", N, T, dtype)                  # hs[t] = h_prev of step t
         cs = self._states("c", N, T, dtype)                  # cs[t] = c_prev of step t
         tanh_c = self._buffer("tanh_c", (T, N, H), dtype)
         rec = self._buffer("rec", (N, 4 * H), dtype)
         ig = self._buffer("ig", (N, H), dtype)
-        # sigmoid(z) = 0.5 tanh(0.5 z) + 0.5, so i, f, o and g = tanh(.) take one tanh over the row
-        scale = np.full(4 * H, 0.5, dtype=dtype)
-        scale[2 * H:3 * H] = 1.0
-        shift = np.full(4 * H, 0.5, dtype=dtype)
-        shift[2 * H:3 * H] = 0.0
-        W_hhT = self.W_hh.T
+        W_hhT = self._buffer("W_hhT", (H, 4 * H), dtype)
+        np.multiply(self.W_hh.T, scale, out=W_hhT)           # (W_hh * scale).T, contiguous
         for t in range(T):
             h_prev, c_prev, c_t, a = hs[t], cs[t], cs[t + 1], gates[t]
             np.matmul(h_prev, W_hhT, out=rec)                 # the four gates in one GEMM
             a += rec
-            a *= scale
             np.tanh(a, out=a)
             a *= scale
             a += shift                                        # a = [i, f, g, o]
@@ -78,27 +82,34 @@ class LSTM(Recurrent):
         H = self.units
         dtype = self.gates.dtype
         first = self._first_step(T)
-        # What the steps need from the forward, for all steps at once (no per-step work):
+        # What the steps need from the forward, computed before the step loop:
         #   d pre_i = dc_t * g i (1 - i)          d pre_f = dc_t * c_prev f (1 - f)
         #   d pre_g = dc_t * i (1 - g^2)          d pre_o = dh_t * tanh(c_t) o (1 - o)
         #   dc_t = dc_next + dh_t * o (1 - tanh(c_t)^2)
+        # a few steps at a time, so the eleven passes over each block run in cache (over all
+        # steps at once, each pass would stream the whole (T, N, 4H) arrays from memory)
         a, tc, c_prev = self.gates[first:], self.tanh_c[first:], self.cs[first:T]
         i, f, g, o = a[..., :H], a[..., H:2 * H], a[..., 2 * H:3 * H], a[..., 3 * H:]
         dgates = self._buffer("dgates", (T, N, 4 * H), dtype)   # d / d pre-activations
-        p = dgates[first:]                                      # the factors, then the gradients
-        np.subtract(1.0, a, out=p)
-        p *= a                                                  # a (1 - a), sigmoid' (i, f, o)
-        p[..., :H] *= g
-        p[..., H:2 * H] *= c_prev
-        pg = p[..., 2 * H:3 * H]
-        np.multiply(g, g, out=pg)
-        np.subtract(1.0, pg, out=pg)                            # 1 - g^2, tanh'
-        pg *= i
-        p[..., 3 * H:] *= tc
         o_dtanh = self._buffer("o_dtanh", (T, N, H), dtype)[first:]
-        np.multiply(tc, tc, out=o_dtanh)
-        np.subtract(1.0, o_dtanh, out=o_dtanh)
-        o_dtanh *= o
+        steps = max(1, (1 << 15) // (N * H))                    # ~0.5 MiB of dgates per block
+        for s in range(0, T - first, steps):
+            e = s + steps
+            a_, i_, f_, g_, o_, tc_ = a[s:e], i[s:e], f[s:e], g[s:e], o[s:e], tc[s:e]
+            p = dgates[first + s:first + e]                     # the factors, then the gradients
+            np.subtract(1.0, a_, out=p)
+            p *= a_                                             # a (1 - a), sigmoid' (i, f, o)
+            p[..., :H] *= g_
+            p[..., H:2 * H] *= c_prev[s:e]
+            pg = p[..., 2 * H:3 * H]
+            np.multiply(g_, g_, out=pg)
+            np.subtract(1.0, pg, out=pg)                        # 1 - g^2, tanh'
+            pg *= i_
+            p[..., 3 * H:] *= tc_
+            od = o_dtanh[s:e]
+            np.multiply(tc_, tc_, out=od)
+            np.subtract(1.0, od, out=od)
+            od *= o_
         dh_next = np.zeros((N, H), dtype=dtype)
         dc_next = np.zeros((N, H), dtype=dtype)
         dc_t = np.empty((N, H), dtype=dtype)
