@@ -244,7 +244,7 @@ class Preprocessing:
                                 f"(shape {list(X.shape[1:])}), but model.input {list(self.input_shape)} "
                                 f"needs {int(np.prod(self.input_shape))}")
             X = X.reshape(m, *self.input_shape)
-        out = X.astype(dtype, copy=True)
+        out = X.astype(dtype, copy=self.offset is not None)  # normalizing writes into it
         if self.offset is not None:
             flat = out.reshape(m, -1)
             flat -= self.offset.astype(dtype)
