@@ -162,14 +162,17 @@ class Config:
 
 def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Config:
     """Read, override and validate a YAML config file."""
-    path = str(path)
+    return parse_config(read_config_text(path), str(path), overrides)
+
+
+def read_config_text(path: str | Path) -> str:
+    """The text of a config file; a missing or unreadable file is a ConfigError."""
     try:
-        text = Path(path).read_text()
+        return Path(path).read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read config: {e}") from None
-    return parse_config(text, path, overrides)
 
 
 def parse_config(text: str, source: str = "<config>", overrides=()) -> Config:

@@ -42,7 +42,7 @@ import numpy as np
 import yaml
 
 from netcli import __version__
-from netcli.config import Config, load_yaml, parse_path, apply_override, validate
+from netcli.config import Config, apply_override, load_yaml, parse_path, read_config_text, validate
 from netcli.errors import ConfigError, Interrupted, NetcliError
 from netcli.log import Reporter
 from netcli.runs import safe_name
@@ -297,13 +297,7 @@ def random_values(axes: Axes, base_seed: int) -> list[dict[str, Any]]:
 
 def load_sweep_config(path: str | Path) -> tuple[dict, dict, dict | None]:
     """A config file -> (its mapping without `sweep:`, line numbers, the sweep: section)."""
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read config: {e}") from None
-    data, lines = load_yaml(text, str(path))
+    data, lines = load_yaml(read_config_text(path), str(path))
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: the config must be a mapping of keys (seed, data, model, ...), "
