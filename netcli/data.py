@@ -300,6 +300,13 @@ def check_finite(X: np.ndarray, source: str, what: str = "value", first_row: int
                         f"Inf before training")
 
 
+def check_table_finite(table: Table, chunk: int = 65536) -> None:
+    """NaN / Inf anywhere in a table's features, named by row; scanned in chunks so no
+    data-sized mask is built. Memory-mapped data is skipped here: Split.take checks each batch."""
+    for start in range(0, len(table.X), chunk):
+        check_finite(table.X[start:start + chunk], table.source, first_row=start)
+
+
 # -- splitting and batches -----------------------------------------------------
 
 def split_indices(n: int, fraction: float, rng: np.random.Generator,
@@ -377,7 +384,6 @@ def make_split(table: Table, prep: Preprocessing, task: str, dtype, rows=None) -
     if lazy and rows is not None:
         X = _RowView(X, rows)
     if not lazy:
-        check_finite(X, table.source)
         X = prep.inputs(X, dtype, table.source)
     y = labels = None
     if task == "autoencoder":

@@ -13,7 +13,7 @@ import numpy as np
 
 from netcli import __version__
 from netcli.config import Config, load_config
-from netcli.data import (Preprocessing, Split, check_finite, class_labels, make_split, read_table,
+from netcli.data import (Preprocessing, Split, check_table_finite, class_labels, make_split, read_table,
                          split_indices, task_of, batches)
 from netcli.errors import Interrupted, JobFailed, NetcliError
 from netcli.log import Reporter
@@ -57,8 +57,7 @@ def prepare(config: Config, rngs: dict | None = None) -> Prepared:
         raise config.error("data.target", f"{table.source} has no target")
     lazy = isinstance(table.X, np.memmap)
     if not lazy or d.normalize != "none":  # lazy data without statistics is checked batch by batch
-        for start in range(0, len(table.X), 65536):
-            check_finite(table.X[start:start + 65536], table.source, first_row=start)
+        check_table_finite(table)
     classes = None
     if task == "classification":
         classes = class_labels(table.target)
@@ -72,6 +71,8 @@ def prepare(config: Config, rngs: dict | None = None) -> Prepared:
     if d.val:
         train_rows, val_table = None, read_table(d.val, d.target, d.features,
                                                  need_target=task != "autoencoder", drop=d.drop)
+        if not isinstance(val_table.X, np.memmap):
+            check_table_finite(val_table)
     else:
         val_table = None
         train_rows, val_rows = split_indices(len(table.X), d.validation_split, rngs["split"], labels)
@@ -448,6 +449,8 @@ def load_eval_split(config: Config, prep: Preprocessing, task: str, path: str, d
     n_features = int(np.prod(prep.input_shape))
     table = read_table(path, d.target, d.features, need_target=need_target and task != "autoencoder",
                        stdin=stdin, n_features=n_features, drop=d.drop)
+    if not isinstance(table.X, np.memmap):
+        check_table_finite(table)
     return make_split(table, prep, task, dtype)
 
 
