@@ -21,6 +21,7 @@ from netcli.metrics import evaluate
 from netcli.model import build_network
 from netcli.nn import Network
 from netcli.optim import OPTIMIZERS, SCHEDULES
+from netcli.optim.first_order import squared_norms
 from netcli.optim.full_batch import StopMinimizing
 from netcli.runs import RunDir, load_npz, save_npz
 
@@ -261,6 +262,7 @@ class Trainer:
             x_buf = np.empty((rows, *train.X.shape[1:]), dtype=train.X.dtype)
             y_buf = None if train.y is None or train.y is train.X else \
                 np.empty((rows, *train.y.shape[1:]), dtype=train.y.dtype)
+        clip = spec.training.clip_grad_norm
         for epoch in range(self.progress.epoch, epochs):
             lr = self.schedule(base_lr, epoch, epochs)
             t0 = time.perf_counter()
@@ -275,12 +277,19 @@ class Trainer:
                     Xb, yb = (train.X, train.y) if whole and train.prep is None else train.take(idx)
                 loss, grad = net.loss_and_grad(net.theta, Xb, yb)
                 self.progress.step += 1
-                norm = self.watch.record(loss, grad)
-                if not math.isfinite(norm):
-                    raise Diverged(self._diagnose(epoch, lr))
-                if spec.training.clip_grad_norm is not None and norm > spec.training.clip_grad_norm:
-                    grad *= spec.training.clip_grad_norm / norm
-                self.optimizer.step(net.theta, grad, lr)
+                if clip is None:
+                    # the norms come from the step's own pass over the gradient; a non-finite
+                    # step is undone with the rest of the epoch (the snapshot is kept)
+                    squares = self.optimizer.step_and_measure(net.theta, grad, lr, self.watch.parts)
+                    if not math.isfinite(self.watch.record_squares(loss, squares)):
+                        raise Diverged(self._diagnose(epoch, lr))
+                else:
+                    norm = self.watch.record(loss, grad)
+                    if not math.isfinite(norm):
+                        raise Diverged(self._diagnose(epoch, lr))
+                    if norm > clip:
+                        grad *= clip / norm
+                    self.optimizer.step(net.theta, grad, lr)
                 b = len(idx)
                 total += loss * b
                 data_total += net.last_terms[0] * b
@@ -408,13 +417,16 @@ class GradientWatch:
 
     def __init__(self, net: Network, keep: int = 3):
         self.slots = net.slots
+        self.parts = [(s.offset, s.offset + s.size) for s in self.slots]   # grad's span per tensor
         self.history: list[tuple[float, np.ndarray]] = []
         self.keep = keep
 
     def record(self, loss: float, grad: np.ndarray) -> float:
         """-> the global gradient norm (inf or nan when the loss or the gradient is not finite)."""
-        squares = np.array([float(np.dot(g, g)) for g in
-                            (grad[s.offset:s.offset + s.size] for s in self.slots)])
+        return self.record_squares(loss, squared_norms(grad, self.parts))
+
+    def record_squares(self, loss: float, squares: np.ndarray) -> float:
+        """The same from the tensors' squared norms, measured elsewhere (Stepper.step_and_measure)."""
         self.history = (self.history + [(loss, np.sqrt(squares))])[-self.keep:]
         return math.sqrt(float(squares.sum())) if math.isfinite(loss) else math.nan
 

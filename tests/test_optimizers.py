@@ -149,6 +149,40 @@ def test_stepper_matches_its_formula(name):
     np.testing.assert_allclose(mine, _textbook(name, 0.05, grads, theta), rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", FIRST_ORDER)
+def test_step_and_measure_is_step_plus_the_squared_norm_of_each_part(name, dtype):
+    """The fused pass (sgd, momentum, nesterov) updates exactly as step() does, in pieces
+    that straddle the parts' bounds, and sums each part's squares from those pieces."""
+    rng = np.random.default_rng(1)
+    theta = rng.normal(size=50).astype(dtype)
+    grads = [rng.normal(size=50).astype(dtype) for _ in range(3)]
+    parts = [(0, 23), (23, 24), (24, 50)]     # sizes 23, 1, 26 against pieces of 8
+    plain, fused = OPTIMIZERS.get(name)(), OPTIMIZERS.get(name)()
+    plain.setup(theta)
+    fused.setup(theta)
+    fused.piece = 8
+    a, b = theta.copy(), theta.copy()
+    for g in grads:
+        plain.step(a, g.copy(), 0.05)
+        squares = fused.step_and_measure(b, g.copy(), 0.05, parts)
+        expected = [float(np.sum(g[lo:hi].astype(np.float64) ** 2)) for lo, hi in parts]
+        np.testing.assert_allclose(squares, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    np.testing.assert_array_equal(a, b)   # the piece size changes no update
+
+
+def test_one_blas_thread_gets_longer_pieces():
+    from threadpoolctl import threadpool_limits
+    from netcli.optim.first_order import PIECE, PIECE_ONE_THREAD, piece_size
+    with threadpool_limits(1):
+        assert piece_size() == PIECE_ONE_THREAD
+    with threadpool_limits(2):
+        from threadpoolctl import threadpool_info
+        threaded = max(d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas") > 1
+        # below OpenBLAS's own threading threshold when BLAS may thread (not on a 1-core machine)
+        assert piece_size() == (PIECE if threaded else PIECE_ONE_THREAD)
+
+
 # -- schedules -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("schedule,expected", [

@@ -20,6 +20,18 @@ from netcli.optim import OPTIMIZERS
 PIECE = 8192  # elements per BLAS call: OpenBLAS runs calls this short on one thread (no thread
               # hand-off, which stalls on a busy machine) and a piece of each operand stays in L1/L2
               # while the several updates of one step run over it
+PIECE_ONE_THREAD = 65536   # when BLAS has one thread anyway: an eighth of the calls, still in L2
+                           # (W1's momentum step 156 -> 130 us, W2's 634 -> 549 us; RESULTS.md)
+
+
+def piece_size() -> int:
+    """Elements per BLAS level-1 call for BLAS's current thread count."""
+    try:
+        from threadpoolctl import threadpool_info
+        counts = [d["num_threads"] for d in threadpool_info() if d.get("user_api") == "blas"]
+    except Exception:   # cannot inspect BLAS: the size that is safe for any thread count
+        return PIECE
+    return PIECE_ONE_THREAD if counts and max(counts) == 1 else PIECE
 
 
 def _level1(*arrays):
@@ -39,19 +51,24 @@ def _into(target: np.ndarray, result: np.ndarray) -> None:
         target[...] = result
 
 
-def axpy(a: float, x: np.ndarray, y: np.ndarray) -> None:
+def squared_norms(grad: np.ndarray, parts: list[tuple[int, int]]) -> np.ndarray:
+    """(len(parts),) float64: sum of grad[lo:hi]^2 for each part."""
+    return np.array([float(np.dot(grad[lo:hi], grad[lo:hi])) for lo, hi in parts])
+
+
+def axpy(a: float, x: np.ndarray, y: np.ndarray, piece: int = PIECE) -> None:
     """y += a * x in place."""
     fs = _level1(y, x)
     if fs is None:
         y += a * x
         return
     f, a = fs[1], float(a)
-    for s in range(0, y.size, PIECE):
-        ys = y[s:s + PIECE]
-        _into(ys, f(x[s:s + PIECE], ys, a=a))
+    for s in range(0, y.size, piece):
+        ys = y[s:s + piece]
+        _into(ys, f(x[s:s + piece], ys, a=a))
 
 
-def scale_add(b: float, y: np.ndarray, a: float, x: np.ndarray) -> None:
+def scale_add(b: float, y: np.ndarray, a: float, x: np.ndarray, piece: int = PIECE) -> None:
     """y <- b * y + a * x in place."""
     fs = _level1(y, x)
     if fs is None:
@@ -59,9 +76,9 @@ def scale_add(b: float, y: np.ndarray, a: float, x: np.ndarray) -> None:
         y += a * x
         return
     (scal, f), a, b = fs, float(a), float(b)
-    for s in range(0, y.size, PIECE):
-        ys = y[s:s + PIECE]
-        _into(ys, f(x[s:s + PIECE], scal(b, ys), a=a))
+    for s in range(0, y.size, piece):
+        ys = y[s:s + piece]
+        _into(ys, f(x[s:s + piece], scal(b, ys), a=a))
 
 
 class Stepper:
@@ -72,9 +89,12 @@ class Stepper:
         self.lr = lr
         self.t = 0
 
+    piece = PIECE   # elements per BLAS call; `setup` matches it to BLAS's thread count
+
     def setup(self, theta: np.ndarray) -> None:
         for name in self.state_names:
             setattr(self, name, np.zeros_like(theta))
+        self.piece = piece_size()
 
     def scratch(self, like: np.ndarray) -> np.ndarray:
         """A work vector shaped like theta, kept between steps (not part of the state)."""
@@ -85,6 +105,34 @@ class Stepper:
 
     def step(self, theta: np.ndarray, grad: np.ndarray, lr: float) -> None:
         raise NotImplementedError
+
+    def step_and_measure(self, theta: np.ndarray, grad: np.ndarray, lr: float,
+                         parts: list[tuple[int, int]]) -> np.ndarray:
+        """step(), and the squared norm of each part grad[lo:hi] (the parts cover grad, each
+        index once): (len(parts),) float64. Steppers that read the gradient piece by piece
+        (sgd, momentum, nesterov) sum the squares as they go, while each piece is in cache."""
+        squares = squared_norms(grad, parts)
+        self.step(theta, grad, lr)
+        return squares
+
+    def _pieces(self, size: int, parts: list[tuple[int, int]] | None, grad: np.ndarray,
+                update) -> np.ndarray | None:
+        """update(s, e) over [0, size) in pieces of `self.piece`; with parts, the pieces end
+        at the parts' bounds, and the squared norm of each part of grad is summed from its
+        pieces just before update reads them."""
+        if parts is None:
+            for s in range(0, size, self.piece):
+                update(s, s + self.piece)
+            return None
+        dot = blas.get_blas_funcs("dot", (grad,))
+        squares = np.zeros(len(parts))
+        for k, (lo, hi) in enumerate(parts):
+            for s in range(lo, hi, self.piece):
+                e = min(s + self.piece, hi)
+                gs = grad[s:e]
+                squares[k] += dot(gs, gs)
+                update(s, e)
+        return squares
 
     def state_dict(self) -> dict[str, np.ndarray]:
         state = {name: getattr(self, name) for name in self.state_names}
@@ -102,7 +150,21 @@ class SGD(Stepper):
     """theta <- theta - lr g"""
 
     def step(self, theta, grad, lr):
-        axpy(-lr, grad, theta)
+        self.step_and_measure(theta, grad, lr, None)
+
+    def step_and_measure(self, theta, grad, lr, parts):
+        fs = _level1(theta, grad)
+        if fs is None:
+            squares = None if parts is None else squared_norms(grad, parts)
+            theta -= lr * grad
+            return squares
+        f, a = fs[1], -float(lr)
+
+        def update(s, e):
+            ts = theta[s:e]
+            _into(ts, f(grad[s:e], ts, a=a))
+
+        return self._pieces(theta.size, parts, grad, update)
 
 
 @OPTIMIZERS.register("momentum")
@@ -116,19 +178,25 @@ class Momentum(Stepper):
         self.momentum = momentum
 
     def step(self, theta, grad, lr):
+        self.step_and_measure(theta, grad, lr, None)
+
+    def step_and_measure(self, theta, grad, lr, parts):
         v, mu, lr = self.v, float(self.momentum), float(lr)
         fs = _level1(theta, grad, v)
         if fs is None:
+            squares = None if parts is None else squared_norms(grad, parts)
             scale_add(mu, v, -lr, grad)
             theta += v
-            return
+            return squares
         scal, f = fs
-        for s in range(0, theta.size, PIECE):  # both updates per piece, while v's piece is in cache
-            e = s + PIECE
+
+        def update(s, e):   # both updates per piece, while v's piece is in cache
             vs = v[s:e]
             _into(vs, f(grad[s:e], scal(mu, vs), a=-lr))     # v <- mu v - lr g
             ts = theta[s:e]
             _into(ts, f(vs, ts, a=1.0))                         # theta <- theta + v
+
+        return self._pieces(theta.size, parts, grad, update)
 
 
 @OPTIMIZERS.register("nesterov")
@@ -136,20 +204,23 @@ class Nesterov(Momentum):
     """Nesterov momentum in the form that needs the gradient at theta only (Sutskever 2013):
     v <- mu v - lr g;  theta <- theta + mu v - lr g"""
 
-    def step(self, theta, grad, lr):
+    def step_and_measure(self, theta, grad, lr, parts):
         v, mu, lr = self.v, float(self.momentum), float(lr)
         fs = _level1(theta, grad, v)
         if fs is None:
+            squares = None if parts is None else squared_norms(grad, parts)
             scale_add(mu, v, -lr, grad)
             theta += mu * v - lr * grad
-            return
+            return squares
         scal, f = fs
-        for s in range(0, theta.size, PIECE):
-            e = s + PIECE
+
+        def update(s, e):
             vs, gs, ts = v[s:e], grad[s:e], theta[s:e]
             _into(vs, f(gs, scal(mu, vs), a=-lr))      # v <- mu v - lr g
             _into(ts, f(vs, ts, a=mu))                   # theta <- theta + mu v
             _into(ts, f(gs, ts, a=-lr))                  #          - lr g
+
+        return self._pieces(theta.size, parts, grad, update)
 
 
 @OPTIMIZERS.register("adagrad")
@@ -169,7 +240,7 @@ class AdaGrad(Stepper):
         np.sqrt(self.G, out=tmp)
         tmp += self.eps
         np.divide(grad, tmp, out=tmp)
-        axpy(-lr, tmp, theta)
+        axpy(-lr, tmp, theta, self.piece)
 
 
 @OPTIMIZERS.register("rmsprop")
@@ -185,11 +256,11 @@ class RMSProp(Stepper):
     def step(self, theta, grad, lr):
         tmp = self.scratch(theta)
         np.multiply(grad, grad, out=tmp)
-        scale_add(self.rho, self.s, 1.0 - self.rho, tmp)
+        scale_add(self.rho, self.s, 1.0 - self.rho, tmp, self.piece)
         np.sqrt(self.s, out=tmp)
         tmp += self.eps
         np.divide(grad, tmp, out=tmp)
-        axpy(-lr, tmp, theta)
+        axpy(-lr, tmp, theta, self.piece)
 
 
 @OPTIMIZERS.register("adam")
@@ -209,14 +280,14 @@ class Adam(Stepper):
         self.t += 1
         b1, b2 = self.beta1, self.beta2
         tmp = self.scratch(theta)
-        scale_add(b1, self.m, 1.0 - b1, grad)
+        scale_add(b1, self.m, 1.0 - b1, grad, self.piece)
         np.multiply(grad, grad, out=tmp)
-        scale_add(b2, self.v, 1.0 - b2, tmp)
+        scale_add(b2, self.v, 1.0 - b2, tmp, self.piece)
         root = (1.0 - b2 ** self.t) ** 0.5             # Python floats: no float64 upcast
         step_size = lr * root / (1.0 - b1 ** self.t)
         np.sqrt(self.v, out=tmp)
         tmp += self.eps * root                            # denominator sqrt(v_hat) + eps, times root
         np.divide(self.m, tmp, out=tmp)
-        axpy(-step_size, tmp, theta)
+        axpy(-step_size, tmp, theta, self.piece)
 
 
