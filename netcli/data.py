@@ -234,8 +234,9 @@ class Preprocessing:
             prep.scale[prep.scale == 0] = 1.0  # constant features stay constant
         return prep
 
-    def inputs(self, X: np.ndarray, dtype, source: str = "") -> np.ndarray:
-        """Raw rows -> (m, *input_shape) in dtype, normalized."""
+    def inputs(self, X: np.ndarray, dtype, source: str = "", rows: np.ndarray | None = None) -> np.ndarray:
+        """Raw rows -> (m, *input_shape) in dtype, normalized. rows: the file's row of each
+        row of X, for messages (default: X's own row numbers)."""
         X = np.asarray(X)
         m = len(X)
         if tuple(X.shape[1:]) != self.input_shape:
@@ -244,7 +245,9 @@ class Preprocessing:
                                 f"(shape {list(X.shape[1:])}), but model.input {list(self.input_shape)} "
                                 f"needs {int(np.prod(self.input_shape))}")
             X = X.reshape(m, *self.input_shape)
-        out = X.astype(dtype, copy=self.offset is not None)  # normalizing writes into it
+        with np.errstate(over="ignore"):   # an overflow is reported by check_fits
+            out = X.astype(dtype, copy=self.offset is not None)  # normalizing writes into it
+        check_fits(X, out, source, rows=rows)
         if self.offset is not None:
             flat = out.reshape(m, -1)
             flat -= self.offset.astype(dtype)
@@ -298,6 +301,25 @@ def check_finite(X: np.ndarray, source: str, what: str = "value", first_row: int
         raise DataError(f"{source}: row {first_row + row} (counting from 0), feature {col} "
                         f"(counting from 0): {what} is {flat[row, col]}; remove or impute NaN and "
                         f"Inf before training")
+
+
+def check_fits(original: np.ndarray, cast: np.ndarray, source: str, what: str = "value",
+               rows: np.ndarray | None = None, chunk: int = 65536) -> None:
+    """A finite value that became Inf when cast to the training dtype (float64 data above
+    float32's 3.4e38) is named by its row (rows[i]: the file's row of row i) and feature."""
+    if original.dtype.kind != "f" or cast.dtype.kind != "f" or \
+            np.finfo(original.dtype).max <= np.finfo(cast.dtype).max:
+        return
+    flat = cast.reshape(len(cast), -1)
+    for start in range(0, len(flat), chunk):
+        bad = ~np.isfinite(flat[start:start + chunk])
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            value = np.asarray(original).reshape(len(original), -1)[start + row, col]
+            file_row = start + row if rows is None else int(rows[start + row])
+            raise DataError(f"{source}: row {file_row} (counting from 0), feature {col} (counting "
+                            f"from 0): {what} {value:g} is too large for {cast.dtype} (largest "
+                            f"{np.finfo(cast.dtype).max:.3g}); rescale the data or set dtype: float64")
 
 
 def check_table_finite(table: Table, chunk: int = 65536) -> None:
@@ -359,12 +381,12 @@ class Split:
     def take(self, idx: np.ndarray):
         X = self.X[idx]
         if self.prep is not None:
+            file_rows = self.X.rows[idx] if isinstance(self.X, _RowView) else np.asarray(idx)
             if not np.all(np.isfinite(X)):  # memory-mapped data is checked batch by batch
-                file_rows = self.X.rows[idx] if isinstance(self.X, _RowView) else np.asarray(idx)
                 bad = ~np.isfinite(X.reshape(len(X), -1)).all(axis=1)
                 k = int(np.argmax(bad))
                 check_finite(X[k:k + 1], self.source, first_row=int(file_rows[k]))
-            X = self.prep.inputs(X, self.dtype, self.source)
+            X = self.prep.inputs(X, self.dtype, self.source, rows=file_rows)
         if self.y is self.X:  # autoencoder: the target is the (preprocessed) input
             return X, X
         return X, (None if self.y is None else self.y[idx])
@@ -397,7 +419,9 @@ def make_split(table: Table, prep: Preprocessing, task: str, dtype, rows=None) -
                 raise DataError(f"{table.source}: the target column {table.target_name!r} holds text "
                                 f"labels; use loss: cross_entropy for classification")
             check_finite(np.asarray(target).reshape(len(target), -1), table.source, "target")
-            y = np.asarray(target, dtype=dtype)
+            with np.errstate(over="ignore"):   # an overflow is reported by check_fits
+                y = np.asarray(target, dtype=dtype)
+            check_fits(np.asarray(target), y, table.source, "target")
             if y.ndim == 1:
                 y = y[:, None]
     return Split(X, y, table.source, labels, prep if lazy else None, dtype)

@@ -341,6 +341,25 @@ def test_nan_in_npy_is_a_data_error_not_a_divergence(tmp_path, digits):
     assert "nan" in message.lower() and "diverged" not in message
 
 
+@pytest.mark.parametrize("column,what", [(1, "value"), (2, "target")])
+def test_float64_values_beyond_float32_are_a_data_error(tmp_path, column, what):
+    """1e300 is finite in the file but Inf in float32: exit 2 naming the row and feature,
+    not a divergence (found by the property tests)."""
+    array = np.ones((4, 3))
+    array[2, column] = 1e300
+    np.save(tmp_path / "big.npy", array)
+    cfg = {"data": {"train": str(tmp_path / "big.npy"), "target": -1}, "loss": "mse",
+           "model": {"input": 2, "layers": [{"type": "dense", "units": 1}]}, "training": {"epochs": 1}}
+    result = invoke("train", write_config(tmp_path, cfg), "--run-dir", tmp_path / "run", "-q")
+    message = assert_user_error(result, 2, str(tmp_path / "big.npy"))
+    feature = column if what == "value" else 0
+    assert f"row 2 (counting from 0), feature {feature}" in message and f"{what} 1e+300" in message
+    assert "float32" in message and "diverged" not in message
+    cfg["dtype"] = "float64"    # the suggested fix trains
+    result = invoke("train", write_config(tmp_path, cfg), "--run-dir", tmp_path / "run64", "-q")
+    assert result.exit_code in (0, 1), result.stderr   # it may diverge on such data, but it reads
+
+
 # -- stdin -------------------------------------------------------------------------
 
 def test_stdin_csv_npy_and_npz(tmp_path):
