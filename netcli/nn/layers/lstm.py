@@ -53,8 +53,8 @@ class LSTM(Recurrent):
         scale[2 * H:3 * H] = 1.0
         shift = np.full(4 * H, 0.5, dtype=dtype)
         shift[2 * H:3 * H] = 0.0
-        gates = self._start(x, self.W_ih * scale[:, None], self.b * scale, 4 * H)  # (x_t W_ih.T + b) * scale
-        hs = self._states("h", N, T, dtype)                  # hs[t] = h_prev of step t
+        # gates[t] = (x_t W_ih.T + b) * scale;  hs[t] = h_prev of step t
+        gates, hs = self._start_joint(x, self.W_ih * scale[:, None], self.b * scale, 4 * H)
         cs = self._states("c", N, T, dtype)                  # cs[t] = c_prev of step t
         tanh_c = self._buffer("tanh_c", (T, N, H), dtype)
         rec = self._buffer("rec", (N, 4 * H), dtype)
@@ -130,8 +130,4 @@ class LSTM(Recurrent):
             else:
                 np.matmul(da, self.W_hh, out=dh_next)
                 np.multiply(dc_t, f[k], out=dc_next)
-        d2 = dgates[first:].reshape(-1, 4 * H)
-        np.matmul(d2.T, self.hs[first:T].reshape(-1, H), out=self.dW_hh)   # h_prev of every step
-        db, dx = self._finish(dgates, self.W_ih, first, need_dx)
-        self.db[...] = db
-        return dx
+        return self._finish_joint(dgates, self.W_ih, first, need_dx)

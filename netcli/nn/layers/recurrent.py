@@ -106,6 +106,55 @@ class Recurrent(Layer):
         self.xt = xt
         return proj
 
+    def _start_joint(self, x: np.ndarray, W_ih: np.ndarray, bias: np.ndarray, width: int):
+        """For layers with one bias and h_prev entering only through W_hh (rnn, lstm): x_t, a
+        ones column and h_prev share one buffer, self.xh: (T + 1, N, D + 1 + H), row (t, n) =
+        [x_t, 1, h_prev of step t]. The input projection takes the bias into its GEMM, and
+        backward gets [dW_ih, db, dW_hh] from one GEMM (`_finish_joint`).
+
+        x: (N, T, D) -> (proj: (T, N, width) = x_t @ W_ih.T + bias,
+                         hs: (T + 1, N, H), a view of xh, hs[0] = 0, hs[t + 1] for h_t)
+        """
+        self.x = x
+        N, T, D = x.shape
+        dtype = W_ih.dtype
+        xh = self._buffer("xh", (T + 1, N, D + 1 + self.units), dtype)
+        xh[:T, :, :D] = x.transpose(1, 0, 2)
+        xh[:, :, D] = 1.0
+        hs = xh[:, :, D + 1:]
+        hs[0] = 0.0
+        wb = np.empty((width, D + 1), dtype=dtype)   # [W_ih, bias]
+        wb[:, :D] = W_ih
+        wb[:, D] = bias
+        proj = self._buffer("proj", (T, N, width), dtype)
+        np.matmul(xh[:T, :, :D + 1].reshape(T * N, D + 1), wb.T, out=proj.reshape(T * N, width))
+        self.xh = xh
+        return proj, hs
+
+    def _finish_joint(self, dpre: np.ndarray, W_ih: np.ndarray, first: int, need_dx: bool):
+        """After the loop of a layer started with `_start_joint`: fills dW_ih, db and dW_hh
+        from one GEMM over the steps that get gradient, dpre[first:].T @ xh[first:T];
+        returns dx: (N, T, D) or None.
+
+        dpre: (T, N, width), d loss / d pre-activation per step (rows < first unused).
+        """
+        T, N, width = dpre.shape
+        D = self.d_in
+        d2 = dpre[first:].reshape(-1, width)
+        joint = self._buffer("d_joint", (width, D + 1 + self.units), dpre.dtype)
+        np.matmul(d2.T, self.xh[first:T].reshape(-1, D + 1 + self.units), out=joint)
+        self.dW_ih[...] = joint[:, :D]
+        self.db[...] = joint[:, D]
+        self.dW_hh[...] = joint[:, D + 1:]
+        return self._input_grad(d2, W_ih, first, T, N) if need_dx else None
+
+    def _input_grad(self, d2: np.ndarray, W_ih: np.ndarray, first: int, T: int, N: int) -> np.ndarray:
+        """dx: (N, T, D) from d2: (steps first..T-1 x N, width), d loss / d (x_t W_ih.T)."""
+        D = self.d_in
+        dx = np.zeros((N, T, D), dtype=d2.dtype) if first else np.empty((N, T, D), dtype=d2.dtype)
+        dx[:, first:] = (d2 @ W_ih).reshape(T - first, N, D).transpose(1, 0, 2)
+        return dx
+
     def _states(self, name: str, N: int, T: int, dtype) -> np.ndarray:
         """(T + 1, N, H) with [0] = the zero initial state; [t + 1] is the state after step t."""
         s = self._buffer(name, (T + 1, N, self.units), dtype)
@@ -148,8 +197,4 @@ class Recurrent(Layer):
         d2 = dpre_in[first:].reshape(-1, width)
         np.matmul(d2.T, self.xt[first:].reshape(-1, D), out=self.dW_ih)
         dbias = d2.sum(axis=0)
-        if not need_dx:
-            return dbias, None
-        dx = np.zeros((N, T, D), dtype=dpre_in.dtype) if first else np.empty((N, T, D), dtype=dpre_in.dtype)
-        dx[:, first:] = (d2 @ W_ih).reshape(T - first, N, D).transpose(1, 0, 2)
-        return dbias, dx
+        return dbias, (self._input_grad(d2, W_ih, first, T, N) if need_dx else None)

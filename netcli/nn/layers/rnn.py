@@ -30,8 +30,8 @@ class RNN(Recurrent):
 
     def forward(self, x, train):
         N, T, _ = x.shape
-        proj = self._start(x, self.W_ih, self.b, self.units)   # proj[t] = x_t @ W_ih.T + b
-        hs = self._states("h", N, T, proj.dtype)                   # hs[t] = h_prev of step t
+        proj, hs = self._start_joint(x, self.W_ih, self.b, self.units)   # proj[t] = x_t @ W_ih.T + b
+                                                                           # hs[t] = h_prev of step t
         rec = self._buffer("rec", (N, self.units), proj.dtype)
         W_hhT = self.W_hh.T
         for t in range(T):
@@ -59,8 +59,4 @@ class RNN(Recurrent):
                 dh_next[...] = 0.0
             else:
                 np.matmul(dz[t], self.W_hh, out=dh_next)
-        d2 = dz[first:].reshape(-1, H)
-        np.matmul(d2.T, self.hs[first:T].reshape(-1, H), out=self.dW_hh)
-        db, dx = self._finish(dz, self.W_ih, first, need_dx)
-        self.db[...] = db
-        return dx
+        return self._finish_joint(dz, self.W_ih, first, need_dx)
