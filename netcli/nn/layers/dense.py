@@ -56,12 +56,19 @@ class Dense(Layer):
         x2 = self.x.reshape(-1, self.d_in)
         dy2 = dy.reshape(-1, self.units)
         np.matmul(dy2.T, x2, out=self.dW)
-        np.sum(dy2, axis=0, out=self.db)
+        np.matmul(dy2.T, self._ones(len(dy2), dy2.dtype), out=self.db)   # the column sums as one
+                                                                          # GEMV: 4-5x np.sum here
         if not need_dx:
             return None
         if dy.ndim == 2 and len(dy) <= COLUMN_MAJOR_ROWS:
             return np.matmul(self.W.T, dy.T).T   # dx.T = W.T @ dy.T: the forward's layout
         return dy @ self.W
+
+    def _ones(self, n: int, dtype) -> np.ndarray:
+        ones = getattr(self, "_ones_buf", None)
+        if ones is None or len(ones) != n or ones.dtype != dtype:
+            ones = self._ones_buf = np.ones(n, dtype=dtype)
+        return ones
 
     def describe(self):
         return f"dense({self.units}, {self.activation.describe()})"
