@@ -31,7 +31,8 @@ full BPTT. The cost of backward never exceeds full BPTT's.
 Layout: internal buffers are time-major, (T, N, .), so each step reads and
 writes contiguous (N, .) blocks; they are allocated once per input shape and
 reused by later calls of the same shape. Input projections of all steps are one
-GEMM before the loop, weight gradients one GEMM each after it.
+GEMM before the loop (rnn, gru) or part of each step's GEMM (lstm); weight gradients
+are one GEMM after it (rnn, lstm: one for all three, `_finish_joint`).
 """
 
 from __future__ import annotations
@@ -106,35 +107,42 @@ class Recurrent(Layer):
         self.xt = xt
         return proj
 
-    def _start_joint(self, x: np.ndarray, W_ih: np.ndarray, bias: np.ndarray, width: int):
+    def _joint_inputs(self, x: np.ndarray, dtype) -> np.ndarray:
         """For layers with one bias and h_prev entering only through W_hh (rnn, lstm): x_t, a
         ones column and h_prev share one buffer, self.xh: (T + 1, N, D + 1 + H), row (t, n) =
-        [x_t, 1, h_prev of step t]. The input projection takes the bias into its GEMM, and
-        backward gets [dW_ih, db, dW_hh] from one GEMM (`_finish_joint`).
+        [x_t, 1, h_prev of step t], so a GEMM takes the bias with the weights, and backward
+        gets [dW_ih, db, dW_hh] from one GEMM (`_finish_joint`).
 
-        x: (N, T, D) -> (proj: (T, N, width) = x_t @ W_ih.T + bias,
-                         hs: (T + 1, N, H), a view of xh, hs[0] = 0, hs[t + 1] for h_t)
+        x: (N, T, D) -> hs: (T + 1, N, H), the h part of xh (hs[0] = 0; the loop writes
+        hs[t + 1] = h_t). x is kept for backward.
         """
         self.x = x
         N, T, D = x.shape
-        dtype = W_ih.dtype
-        xh = self._buffer("xh", (T + 1, N, D + 1 + self.units), dtype)
+        xh = self.xh = self._buffer("xh", (T + 1, N, D + 1 + self.units), dtype)
         xh[:T, :, :D] = x.transpose(1, 0, 2)
         xh[:, :, D] = 1.0
         hs = xh[:, :, D + 1:]
         hs[0] = 0.0
-        wb = np.empty((width, D + 1), dtype=dtype)   # [W_ih, bias]
+        return hs
+
+    def _start_joint(self, x: np.ndarray, W_ih: np.ndarray, bias: np.ndarray, width: int):
+        """`_joint_inputs`, then every step's input projection in one GEMM, bias included.
+
+        x: (N, T, D) -> (proj: (T, N, width) = x_t @ W_ih.T + bias, hs as `_joint_inputs`)
+        """
+        N, T, D = x.shape
+        hs = self._joint_inputs(x, W_ih.dtype)
+        wb = np.empty((width, D + 1), dtype=W_ih.dtype)   # [W_ih, bias]
         wb[:, :D] = W_ih
         wb[:, D] = bias
-        proj = self._buffer("proj", (T, N, width), dtype)
-        np.matmul(xh[:T, :, :D + 1].reshape(T * N, D + 1), wb.T, out=proj.reshape(T * N, width))
-        self.xh = xh
+        proj = self._buffer("proj", (T, N, width), W_ih.dtype)
+        np.matmul(self.xh[:T, :, :D + 1].reshape(T * N, D + 1), wb.T, out=proj.reshape(T * N, width))
         return proj, hs
 
     def _finish_joint(self, dpre: np.ndarray, W_ih: np.ndarray, first: int, need_dx: bool):
-        """After the loop of a layer started with `_start_joint`: fills dW_ih, db and dW_hh
-        from one GEMM over the steps that get gradient, dpre[first:].T @ xh[first:T];
-        returns dx: (N, T, D) or None.
+        """After the loop of a layer that keeps its inputs in self.xh (`_joint_inputs`): fills
+        dW_ih, db and dW_hh from one GEMM over the steps that get gradient,
+        dpre[first:].T @ xh[first:T]; returns dx: (N, T, D) or None.
 
         dpre: (T, N, width), d loss / d pre-activation per step (rows < first unused).
         """
