@@ -151,7 +151,7 @@ def test_stepper_matches_its_formula(name):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", FIRST_ORDER)
-def test_step_and_measure_is_step_plus_the_squared_norm_of_each_part(name, dtype):
+def test_step_and_measure_is_step_plus_the_squared_norm_of_each_part(name, dtype, monkeypatch):
     """The fused pass (sgd, momentum, nesterov) updates exactly as step() does, in pieces
     that straddle the parts' bounds, and sums each part's squares from those pieces."""
     rng = np.random.default_rng(1)
@@ -161,26 +161,43 @@ def test_step_and_measure_is_step_plus_the_squared_norm_of_each_part(name, dtype
     plain, fused = OPTIMIZERS.get(name)(), OPTIMIZERS.get(name)()
     plain.setup(theta)
     fused.setup(theta)
-    fused.piece = 8
     a, b = theta.copy(), theta.copy()
     for g in grads:
         plain.step(a, g.copy(), 0.05)
-        squares = fused.step_and_measure(b, g.copy(), 0.05, parts)
+        with monkeypatch.context() as m:
+            m.setattr("netcli.optim.first_order.PIECE", 8)
+            squares = fused.step_and_measure(b, g.copy(), 0.05, parts)
         expected = [float(np.sum(g[lo:hi].astype(np.float64) ** 2)) for lo, hi in parts]
         np.testing.assert_allclose(squares, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
     np.testing.assert_array_equal(a, b)   # the piece size changes no update
 
 
-def test_one_blas_thread_gets_longer_pieces():
-    from threadpoolctl import threadpool_limits
-    from netcli.optim.first_order import PIECE, PIECE_ONE_THREAD, piece_size
-    with threadpool_limits(1):
-        assert piece_size() == PIECE_ONE_THREAD
+def test_a_step_runs_with_one_blas_thread_and_restores_the_count():
+    from threadpoolctl import ThreadpoolController, threadpool_limits
+    from netcli.optim import first_order
+
+    def blas_threads():
+        return [lib.get_num_threads() for lib in ThreadpoolController().select(user_api="blas").lib_controllers]
+
+    seen = []
+    plain_axpy = first_order.axpy
+
+    def spy(*args):
+        seen.append(blas_threads())
+        plain_axpy(*args)
+
     with threadpool_limits(2):
-        from threadpoolctl import threadpool_info
-        threaded = max(d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas") > 1
-        # below OpenBLAS's own threading threshold when BLAS may thread (not on a 1-core machine)
-        assert piece_size() == (PIECE if threaded else PIECE_ONE_THREAD)
+        before = blas_threads()
+        opt = OPTIMIZERS.get("adam")()
+        theta = np.zeros(10, dtype=np.float32)
+        opt.setup(theta)
+        first_order.axpy = spy
+        try:
+            opt.step(theta, np.ones(10, dtype=np.float32), 0.1)
+        finally:
+            first_order.axpy = plain_axpy
+        assert seen and all(n == 1 for n in seen[0])
+        assert blas_threads() == before
 
 
 # -- schedules -------------------------------------------------------------------------

@@ -5,11 +5,18 @@ Each keeps its state in flat arrays shaped like theta, saved in checkpoints.
 A step allocates nothing: every update is written in place, through one scratch vector
 where a formula needs an intermediate, with the scalar factors as Python floats (a NumPy
 float64 scalar would turn a float32 update into a float64 one). `y += a x` is BLAS axpy
-(one fused pass instead of NumPy's two and a temporary), called on pieces short enough
-that OpenBLAS runs them on one thread and in cache.
+(one fused pass instead of NumPy's two and a temporary), called on pieces of PIECE elements
+so the several updates of one step run over each piece while it is in cache.
+
+A step runs with BLAS limited to one thread (`one_blas_thread`): these updates are
+memory-bound, a second thread buys little, and OpenBLAS's hand-off to it stalls when the
+machine is busy. (Keeping every call under OpenBLAS's own threading threshold instead,
+10,000 elements, took 8x the calls: W2's momentum step on two threads 1,044 -> 858 us.)
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import numpy as np
 from scipy.linalg import blas
@@ -17,21 +24,31 @@ from scipy.linalg import blas
 from netcli.nn.types import OpenUnitFloat, PositiveFloat, UnitFloat
 from netcli.optim import OPTIMIZERS
 
-PIECE = 8192  # elements per BLAS call: OpenBLAS runs calls this short on one thread (no thread
-              # hand-off, which stalls on a busy machine) and a piece of each operand stays in L1/L2
-              # while the several updates of one step run over it
-PIECE_ONE_THREAD = 65536   # when BLAS has one thread anyway: an eighth of the calls, still in L2
-                           # (W1's momentum step 156 -> 130 us, W2's 634 -> 549 us; RESULTS.md)
+PIECE = 65536  # elements per BLAS call: three vectors' pieces (768 KiB of float32) stay in L2
+
+_blas_libraries = None
 
 
-def piece_size() -> int:
-    """Elements per BLAS level-1 call for BLAS's current thread count."""
+@contextmanager
+def one_blas_thread():
+    """BLAS on one thread inside the block, as it was after it (~3 us both ways)."""
+    global _blas_libraries
+    if _blas_libraries is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _blas_libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+        except Exception:   # BLAS cannot be inspected: leave its threads alone
+            _blas_libraries = []
+    saved = [(lib, lib.get_num_threads()) for lib in _blas_libraries]
+    for lib, n in saved:
+        if n != 1:
+            lib.set_num_threads(1)
     try:
-        from threadpoolctl import threadpool_info
-        counts = [d["num_threads"] for d in threadpool_info() if d.get("user_api") == "blas"]
-    except Exception:   # cannot inspect BLAS: the size that is safe for any thread count
-        return PIECE
-    return PIECE_ONE_THREAD if counts and max(counts) == 1 else PIECE
+        yield
+    finally:
+        for lib, n in saved:
+            if n != 1:
+                lib.set_num_threads(n)
 
 
 def _level1(*arrays):
@@ -51,24 +68,26 @@ def _into(target: np.ndarray, result: np.ndarray) -> None:
         target[...] = result
 
 
-def squared_norms(grad: np.ndarray, parts: list[tuple[int, int]]) -> np.ndarray:
-    """(len(parts),) float64: sum of grad[lo:hi]^2 for each part."""
+def squared_norms(grad: np.ndarray, parts: list[tuple[int, int]] | None) -> np.ndarray | None:
+    """(len(parts),) float64: sum of grad[lo:hi]^2 for each part (None for None)."""
+    if parts is None:
+        return None
     return np.array([float(np.dot(grad[lo:hi], grad[lo:hi])) for lo, hi in parts])
 
 
-def axpy(a: float, x: np.ndarray, y: np.ndarray, piece: int = PIECE) -> None:
+def axpy(a: float, x: np.ndarray, y: np.ndarray) -> None:
     """y += a * x in place."""
     fs = _level1(y, x)
     if fs is None:
         y += a * x
         return
     f, a = fs[1], float(a)
-    for s in range(0, y.size, piece):
-        ys = y[s:s + piece]
-        _into(ys, f(x[s:s + piece], ys, a=a))
+    for s in range(0, y.size, PIECE):
+        ys = y[s:s + PIECE]
+        _into(ys, f(x[s:s + PIECE], ys, a=a))
 
 
-def scale_add(b: float, y: np.ndarray, a: float, x: np.ndarray, piece: int = PIECE) -> None:
+def scale_add(b: float, y: np.ndarray, a: float, x: np.ndarray) -> None:
     """y <- b * y + a * x in place."""
     fs = _level1(y, x)
     if fs is None:
@@ -76,9 +95,9 @@ def scale_add(b: float, y: np.ndarray, a: float, x: np.ndarray, piece: int = PIE
         y += a * x
         return
     (scal, f), a, b = fs, float(a), float(b)
-    for s in range(0, y.size, piece):
-        ys = y[s:s + piece]
-        _into(ys, f(x[s:s + piece], scal(b, ys), a=a))
+    for s in range(0, y.size, PIECE):
+        ys = y[s:s + PIECE]
+        _into(ys, f(x[s:s + PIECE], scal(b, ys), a=a))
 
 
 class Stepper:
@@ -89,12 +108,9 @@ class Stepper:
         self.lr = lr
         self.t = 0
 
-    piece = PIECE   # elements per BLAS call; `setup` matches it to BLAS's thread count
-
     def setup(self, theta: np.ndarray) -> None:
         for name in self.state_names:
             setattr(self, name, np.zeros_like(theta))
-        self.piece = piece_size()
 
     def scratch(self, like: np.ndarray) -> np.ndarray:
         """A work vector shaped like theta, kept between steps (not part of the state)."""
@@ -104,31 +120,36 @@ class Stepper:
         return buf
 
     def step(self, theta: np.ndarray, grad: np.ndarray, lr: float) -> None:
-        raise NotImplementedError
+        with one_blas_thread():
+            self._update(theta, grad, lr, None)
 
     def step_and_measure(self, theta: np.ndarray, grad: np.ndarray, lr: float,
                          parts: list[tuple[int, int]]) -> np.ndarray:
         """step(), and the squared norm of each part grad[lo:hi] (the parts cover grad, each
         index once): (len(parts),) float64. Steppers that read the gradient piece by piece
         (sgd, momentum, nesterov) sum the squares as they go, while each piece is in cache."""
-        squares = squared_norms(grad, parts)
-        self.step(theta, grad, lr)
-        return squares
+        with one_blas_thread():
+            return self._update(theta, grad, lr, parts)
 
-    def _pieces(self, size: int, parts: list[tuple[int, int]] | None, grad: np.ndarray,
+    def _update(self, theta, grad, lr, parts) -> np.ndarray | None:
+        """The step in place; returns squared_norms(grad, parts), measured before grad changes."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _pieces(size: int, parts: list[tuple[int, int]] | None, grad: np.ndarray,
                 update) -> np.ndarray | None:
-        """update(s, e) over [0, size) in pieces of `self.piece`; with parts, the pieces end
-        at the parts' bounds, and the squared norm of each part of grad is summed from its
-        pieces just before update reads them."""
+        """update(s, e) over [0, size) in pieces of PIECE; with parts, the pieces end at the
+        parts' bounds, and the squared norm of each part of grad is summed from its pieces
+        just before update reads them."""
         if parts is None:
-            for s in range(0, size, self.piece):
-                update(s, s + self.piece)
+            for s in range(0, size, PIECE):
+                update(s, s + PIECE)
             return None
         dot = blas.get_blas_funcs("dot", (grad,))
         squares = np.zeros(len(parts))
         for k, (lo, hi) in enumerate(parts):
-            for s in range(lo, hi, self.piece):
-                e = min(s + self.piece, hi)
+            for s in range(lo, hi, PIECE):
+                e = min(s + PIECE, hi)
                 gs = grad[s:e]
                 squares[k] += dot(gs, gs)
                 update(s, e)
@@ -149,13 +170,10 @@ class Stepper:
 class SGD(Stepper):
     """theta <- theta - lr g"""
 
-    def step(self, theta, grad, lr):
-        self.step_and_measure(theta, grad, lr, None)
-
-    def step_and_measure(self, theta, grad, lr, parts):
+    def _update(self, theta, grad, lr, parts):
         fs = _level1(theta, grad)
         if fs is None:
-            squares = None if parts is None else squared_norms(grad, parts)
+            squares = squared_norms(grad, parts)
             theta -= lr * grad
             return squares
         f, a = fs[1], -float(lr)
@@ -177,14 +195,11 @@ class Momentum(Stepper):
         super().__init__(lr)
         self.momentum = momentum
 
-    def step(self, theta, grad, lr):
-        self.step_and_measure(theta, grad, lr, None)
-
-    def step_and_measure(self, theta, grad, lr, parts):
+    def _update(self, theta, grad, lr, parts):
         v, mu, lr = self.v, float(self.momentum), float(lr)
         fs = _level1(theta, grad, v)
         if fs is None:
-            squares = None if parts is None else squared_norms(grad, parts)
+            squares = squared_norms(grad, parts)
             scale_add(mu, v, -lr, grad)
             theta += v
             return squares
@@ -204,11 +219,11 @@ class Nesterov(Momentum):
     """Nesterov momentum in the form that needs the gradient at theta only (Sutskever 2013):
     v <- mu v - lr g;  theta <- theta + mu v - lr g"""
 
-    def step_and_measure(self, theta, grad, lr, parts):
+    def _update(self, theta, grad, lr, parts):
         v, mu, lr = self.v, float(self.momentum), float(lr)
         fs = _level1(theta, grad, v)
         if fs is None:
-            squares = None if parts is None else squared_norms(grad, parts)
+            squares = squared_norms(grad, parts)
             scale_add(mu, v, -lr, grad)
             theta += mu * v - lr * grad
             return squares
@@ -233,14 +248,16 @@ class AdaGrad(Stepper):
         super().__init__(lr)
         self.eps = eps
 
-    def step(self, theta, grad, lr):
+    def _update(self, theta, grad, lr, parts):
+        squares = squared_norms(grad, parts)
         tmp = self.scratch(theta)
         np.multiply(grad, grad, out=tmp)
         self.G += tmp
         np.sqrt(self.G, out=tmp)
         tmp += self.eps
         np.divide(grad, tmp, out=tmp)
-        axpy(-lr, tmp, theta, self.piece)
+        axpy(-lr, tmp, theta)
+        return squares
 
 
 @OPTIMIZERS.register("rmsprop")
@@ -253,14 +270,16 @@ class RMSProp(Stepper):
         super().__init__(lr)
         self.rho, self.eps = rho, eps
 
-    def step(self, theta, grad, lr):
+    def _update(self, theta, grad, lr, parts):
+        squares = squared_norms(grad, parts)
         tmp = self.scratch(theta)
         np.multiply(grad, grad, out=tmp)
-        scale_add(self.rho, self.s, 1.0 - self.rho, tmp, self.piece)
+        scale_add(self.rho, self.s, 1.0 - self.rho, tmp)
         np.sqrt(self.s, out=tmp)
         tmp += self.eps
         np.divide(grad, tmp, out=tmp)
-        axpy(-lr, tmp, theta, self.piece)
+        axpy(-lr, tmp, theta)
+        return squares
 
 
 @OPTIMIZERS.register("adam")
@@ -276,18 +295,20 @@ class Adam(Stepper):
         super().__init__(lr)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
-    def step(self, theta, grad, lr):
+    def _update(self, theta, grad, lr, parts):
+        squares = squared_norms(grad, parts)
         self.t += 1
         b1, b2 = self.beta1, self.beta2
         tmp = self.scratch(theta)
-        scale_add(b1, self.m, 1.0 - b1, grad, self.piece)
+        scale_add(b1, self.m, 1.0 - b1, grad)
         np.multiply(grad, grad, out=tmp)
-        scale_add(b2, self.v, 1.0 - b2, tmp, self.piece)
+        scale_add(b2, self.v, 1.0 - b2, tmp)
         root = (1.0 - b2 ** self.t) ** 0.5             # Python floats: no float64 upcast
         step_size = lr * root / (1.0 - b1 ** self.t)
         np.sqrt(self.v, out=tmp)
         tmp += self.eps * root                            # denominator sqrt(v_hat) + eps, times root
         np.divide(self.m, tmp, out=tmp)
-        axpy(-step_size, tmp, theta, self.piece)
+        axpy(-step_size, tmp, theta)
+        return squares
 
 
