@@ -97,7 +97,7 @@ class LSTM(Recurrent):
         steps = max(1, (1 << 15) // (N * H))                    # ~0.5 MiB of dgates per block
         for s in range(0, T - first, steps):
             e = s + steps
-            a_, i_, f_, g_, o_, tc_ = a[s:e], i[s:e], f[s:e], g[s:e], o[s:e], tc[s:e]
+            a_, i_, g_, o_, tc_ = a[s:e], i[s:e], g[s:e], o[s:e], tc[s:e]
             p = dgates[first + s:first + e]                     # the factors, then the gradients
             np.subtract(1.0, a_, out=p)
             p *= a_                                             # a (1 - a), sigmoid' (i, f, o)
