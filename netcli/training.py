@@ -418,6 +418,9 @@ class GradientWatch:
     def __init__(self, net: Network, keep: int = 3):
         self.slots = net.slots
         self.parts = [(s.offset, s.offset + s.size) for s in self.slots]   # grad's span per tensor
+        # step_and_measure updates theta part by part, so the parts must cover it exactly
+        ends = [0] + [hi for _, hi in sorted(self.parts)]
+        assert [lo for lo, _ in sorted(self.parts)] == ends[:-1] and ends[-1] == net.theta.size
         self.history: list[tuple[float, np.ndarray]] = []
         self.keep = keep
 
