@@ -197,21 +197,29 @@ class Momentum(Stepper):
 
     def _update(self, theta, grad, lr, parts):
         v, mu, lr = self.v, float(self.momentum), float(lr)
+        a, b = self._theta_factors(mu, lr)       # theta <- theta + a v + b g
         fs = _level1(theta, grad, v)
         if fs is None:
             squares = squared_norms(grad, parts)
             scale_add(mu, v, -lr, grad)
-            theta += v
+            theta += a * v
+            if b:
+                theta += b * grad
             return squares
         scal, f = fs
 
-        def update(s, e):   # both updates per piece, while v's piece is in cache
-            vs = v[s:e]
-            _into(vs, f(grad[s:e], scal(mu, vs), a=-lr))     # v <- mu v - lr g
-            ts = theta[s:e]
-            _into(ts, f(vs, ts, a=1.0))                         # theta <- theta + v
+        def update(s, e):   # all updates per piece, while v's piece is in cache
+            vs, gs, ts = v[s:e], grad[s:e], theta[s:e]
+            _into(vs, f(gs, scal(mu, vs), a=-lr))      # v <- mu v - lr g
+            _into(ts, f(vs, ts, a=a))                    # theta <- theta + a v
+            if b:
+                _into(ts, f(gs, ts, a=b))                #          + b g
 
         return self._pieces(theta.size, parts, grad, update)
+
+    @staticmethod
+    def _theta_factors(mu: float, lr: float) -> tuple[float, float]:
+        return 1.0, 0.0
 
 
 @OPTIMIZERS.register("nesterov")
@@ -219,23 +227,9 @@ class Nesterov(Momentum):
     """Nesterov momentum in the form that needs the gradient at theta only (Sutskever 2013):
     v <- mu v - lr g;  theta <- theta + mu v - lr g"""
 
-    def _update(self, theta, grad, lr, parts):
-        v, mu, lr = self.v, float(self.momentum), float(lr)
-        fs = _level1(theta, grad, v)
-        if fs is None:
-            squares = squared_norms(grad, parts)
-            scale_add(mu, v, -lr, grad)
-            theta += mu * v - lr * grad
-            return squares
-        scal, f = fs
-
-        def update(s, e):
-            vs, gs, ts = v[s:e], grad[s:e], theta[s:e]
-            _into(vs, f(gs, scal(mu, vs), a=-lr))      # v <- mu v - lr g
-            _into(ts, f(vs, ts, a=mu))                   # theta <- theta + mu v
-            _into(ts, f(gs, ts, a=-lr))                  #          - lr g
-
-        return self._pieces(theta.size, parts, grad, update)
+    @staticmethod
+    def _theta_factors(mu, lr):
+        return mu, -lr
 
 
 @OPTIMIZERS.register("adagrad")
