@@ -8,19 +8,17 @@ unknown keys are refused with the closest valid one suggested.
 from __future__ import annotations
 
 import difflib
-import functools
 import reprlib
 import inspect
-import operator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
+from netcli.constraints import NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat
 from netcli.errors import ConfigError
 from netcli.nn import ACTIVATIONS, LAYERS, LOSSES, REGULARIZERS
 from netcli.optim import OPTIMIZERS, SCHEDULES
@@ -28,12 +26,6 @@ from netcli.registry import Registry, UnknownName
 
 # -- the schema ---------------------------------------------------------------
 
-_CONSTRAINTS = {"> 0": {"gt": 0}, ">= 0": {"ge": 0}, "0 < x < 1": {"gt": 0, "lt": 1},
-                "0 <= x < 1": {"ge": 0, "lt": 1}}
-
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegativeFloat = Annotated[float, Field(ge=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
 
 
 def _batch_size(value):
@@ -73,7 +65,7 @@ class DataSection(Section):
     features: str | list[str | int] | None = Field(None, description="NPZ key (default: X) or CSV columns")
     drop: list[str | int] = Field(default_factory=list, description="CSV columns to ignore (e.g. the "
                                   "label column of an autoencoder's data)")
-    validation_split: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    validation_split: UnitFloat = 0.0
     normalize: Literal["none", "standard", "minmax", "minmax_global"] = "none"
     shuffle: bool = True
 
@@ -113,21 +105,6 @@ class ConfigSpec(Section):
 
 # -- components checked against their constructors -----------------------------
 
-def _field_type(annotation):
-    """Translate netcli.nn.types markers (anywhere in unions and lists) into pydantic constraints."""
-    origin, args = get_origin(annotation), get_args(annotation)
-    if origin is Annotated:
-        base, marker = args[:2]
-        if marker == "activation":
-            return str | dict[str, Any]
-        return Annotated[base, Field(**_CONSTRAINTS[marker])]
-    if origin in (Union, UnionType):
-        return functools.reduce(operator.or_, [_field_type(a) for a in args])
-    if origin is list:
-        return list[_field_type(args[0])]
-    return Any if annotation is inspect.Parameter.empty else annotation
-
-
 @lru_cache(maxsize=None)
 def component_model(cls) -> type[BaseModel]:
     """A pydantic model of cls's constructor arguments (`units: PositiveInt` -> units > 0)."""
@@ -136,7 +113,7 @@ def component_model(cls) -> type[BaseModel]:
         if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         default = ... if p.default is inspect.Parameter.empty else p.default
-        fields[name] = (_field_type(p.annotation), default)
+        fields[name] = (Any if p.annotation is p.empty else p.annotation, default)
     return create_model(f"{cls.__name__}Args", __config__=ConfigDict(extra="forbid"), **fields)
 
 

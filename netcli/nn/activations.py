@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from netcli.nn.types import NonNegativeFloat
+from netcli.constraints import NonNegativeFloat
 from netcli.registry import Registry
 
 ACTIVATIONS: Registry[type["Activation"]] = Registry("activation")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from netcli.nn.tasks import BINARY, CLASSIFICATION, REGRESSION, Task
 from netcli.registry import Registry
 
 LOSSES: Registry[type["Loss"]] = Registry("loss")
 
 
 class Loss:
+    task: Task = REGRESSION
     fused_activation: str | None = None
     formula = ""
 
@@ -47,6 +49,7 @@ class SoftmaxCrossEntropy(Loss):
     dE/dz = (softmax(z) * sum_k y_k - y) / m   (= (p - y) / m for one-hot y)
     """
 
+    task = CLASSIFICATION
     fused_activation = "softmax"
     formula = "-1/m sum y . log softmax(z)"
 
@@ -75,6 +78,7 @@ class SigmoidBinaryCrossEntropy(Loss):
     dE/dz = (s(z) - y) / m
     """
 
+    task = BINARY
     fused_activation = "sigmoid"
     formula = "-1/m sum [y log s(z) + (1-y) log(1-s(z))]"
 

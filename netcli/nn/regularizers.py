@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from netcli.nn.types import NonNegativeFloat, NonNegativeInt, OpenUnitFloat
+from netcli.constraints import NonNegativeFloat, NonNegativeInt, OpenUnitFloat
 from netcli.registry import Registry
 
 REGULARIZERS: Registry = Registry("regularizer")

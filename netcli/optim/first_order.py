@@ -21,7 +21,7 @@ from contextlib import contextmanager
 import numpy as np
 from scipy.linalg import blas
 
-from netcli.nn.types import OpenUnitFloat, PositiveFloat, UnitFloat
+from netcli.constraints import OpenUnitFloat, PositiveFloat, UnitFloat
 from netcli.optim import OPTIMIZERS
 
 PIECE = 65536  # elements per BLAS call: three vectors' pieces (768 KiB of float32) stay in L2

@@ -7,7 +7,7 @@ from typing import Callable
 import numpy as np
 from scipy.optimize import minimize
 
-from netcli.nn.types import PositiveFloat, PositiveInt
+from netcli.constraints import PositiveFloat, PositiveInt
 from netcli.optim import OPTIMIZERS
 
 

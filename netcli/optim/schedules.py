@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from netcli.nn.types import NonNegativeFloat, OpenUnitFloat, PositiveInt
+from netcli.constraints import NonNegativeFloat, OpenUnitFloat, PositiveInt
 from netcli.optim import SCHEDULES
 
 

@@ -35,7 +35,7 @@ from netcli.nn.activations import make_activation
 from netcli.nn.layers import LAYERS
 from netcli.nn.layers.base import Layer, ParamSpec
 from netcli.nn.network import BuildError
-from netcli.nn.types import ActivationSpec, NonNegativeInt, PositiveInt
+from netcli.constraints import ActivationSpec, NonNegativeInt, PositiveInt
 
 PositiveInts = PositiveInt | list[PositiveInt]
 NonNegativeInts = NonNegativeInt | list[NonNegativeInt]

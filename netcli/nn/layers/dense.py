@@ -8,7 +8,7 @@ from netcli.nn.activations import make_activation
 from netcli.nn.layers import LAYERS
 from netcli.nn.layers.base import Layer, ParamSpec
 from netcli.nn.network import BuildError
-from netcli.nn.types import ActivationSpec, NonNegativeInt, PositiveInt
+from netcli.constraints import ActivationSpec, NonNegativeInt, PositiveInt
 
 
 # Batches up to this many rows flow through dense layers column-major (see Dense.forward).

@@ -6,7 +6,7 @@ import numpy as np
 
 from netcli.nn.layers import LAYERS
 from netcli.nn.layers.base import Layer, ParamSpec
-from netcli.nn.types import PositiveInt
+from netcli.constraints import PositiveInt
 
 
 @LAYERS.register("maxout")

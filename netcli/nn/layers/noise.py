@@ -8,7 +8,7 @@ import numpy as np
 
 from netcli.nn.layers import LAYERS
 from netcli.nn.layers.base import Layer
-from netcli.nn.types import UnitFloat
+from netcli.constraints import UnitFloat
 
 
 @LAYERS.register("dropout")

@@ -23,7 +23,7 @@ from netcli.nn.layers import LAYERS
 from netcli.nn.layers.base import Layer
 from netcli.nn.layers.conv import PositiveInts, as_tuple, as_tuple_or_raw, check_rank, fmt
 from netcli.nn.network import BuildError
-from netcli.nn.types import PositiveInt
+from netcli.constraints import PositiveInt
 
 
 class _Pool(Layer):

@@ -41,7 +41,7 @@ import numpy as np
 
 from netcli.nn.layers.base import Layer
 from netcli.nn.network import BuildError
-from netcli.nn.types import PositiveInt
+from netcli.constraints import PositiveInt
 
 
 def sigmoid_(z: np.ndarray) -> np.ndarray:

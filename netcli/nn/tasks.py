@@ -1,0 +1,75 @@
+"""What a network's outputs mean: how its targets look, how outputs become answers, how
+they are scored. A loss declares its task (`SoftmaxCrossEntropy.task = CLASSIFICATION`), so
+no other module compares loss names; `task_for` adds the one case a loss cannot know, an
+autoencoder (the target is the input itself)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Task:
+    """out, y: (m, *output_shape) arrays of outputs (after the output activation) and targets."""
+
+    name = ""
+    labelled = False        # targets are class labels, one-hot encoded over the training classes
+    metric = "mse"          # the headline metric of `score` (val_<metric> in metrics.jsonl)
+
+    def score(self, out: np.ndarray, y: np.ndarray) -> dict:
+        diff = (out - y).astype(np.float64)
+        ss_tot = float(((y - y.mean(axis=0)) ** 2).sum())
+        return {"mse": float(np.mean(diff ** 2)), "mae": float(np.mean(np.abs(diff))),
+                "r2": 1.0 - float((diff ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")}
+
+    def decode(self, out: np.ndarray, classes: np.ndarray | None) -> np.ndarray:
+        """Outputs -> answers: here the values themselves."""
+        return out
+
+    def __repr__(self) -> str:
+        return f"<task {self.name}>"
+
+
+class Regression(Task):
+    name = "regression"
+
+
+class Reconstruction(Regression):
+    """An autoencoder: the target is the (preprocessed) input."""
+
+    name = "autoencoder"
+
+
+class Classification(Task):
+    """One of k classes: softmax outputs (m, k), one-hot targets; the answer is the argmax's label."""
+
+    name = "classification"
+    labelled = True
+    metric = "accuracy"
+
+    def score(self, out, y):
+        return {"accuracy": float(np.mean(out.argmax(-1) == y.argmax(-1)))}
+
+    def decode(self, out, classes):
+        return classes[out.argmax(axis=-1)]
+
+
+class Binary(Task):
+    """Independent yes/no outputs in (0, 1) against 0/1 targets; the answer is out > 0.5."""
+
+    name = "binary"
+    metric = "accuracy"
+
+    def score(self, out, y):
+        return {"accuracy": float(np.mean((out > 0.5) == (y > 0.5)))}
+
+    def decode(self, out, classes):
+        return (out > 0.5).astype(np.int64)
+
+
+REGRESSION, RECONSTRUCTION, CLASSIFICATION, BINARY = Regression(), Reconstruction(), Classification(), Binary()
+TASKS = {t.name: t for t in (REGRESSION, RECONSTRUCTION, CLASSIFICATION, BINARY)}
+
+
+def task_for(loss_task: Task, target) -> Task:
+    """The task of a loss on a data section's target ('input': an autoencoder)."""
+    return RECONSTRUCTION if target == "input" else loss_task
