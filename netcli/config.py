@@ -153,16 +153,22 @@ def read_config_text(path: str | Path) -> str:
 
 
 def parse_config(text: str, source: str = "<config>", overrides=()) -> Config:
+    data, lines = load_mapping(text, source)
+    overridden = set()
+    for item in overrides:
+        overridden.add(apply_override(data, item))
+    return validate(data, source, lines, overridden)
+
+
+def load_mapping(text: str, source: str) -> tuple[dict, dict]:
+    """A config's YAML text -> (its top-level mapping, {key path: line}); an empty text is {}."""
     data, lines = load_yaml(text, source)
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}:1: the config must be a mapping of keys (seed, data, model, ...), "
                           f"got {type(data).__name__}")
-    overridden = set()
-    for item in overrides:
-        overridden.add(apply_override(data, item))
-    return validate(data, source, lines, overridden)
+    return data, lines
 
 
 def load_yaml(text: str, source: str):

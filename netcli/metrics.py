@@ -1,12 +1,55 @@
-"""Metrics of network outputs against targets, for validation, eval and predict."""
+"""Metrics of network outputs against targets, and the rules that rank them: which way is
+better, and which epoch of a run was its best. `netcli runs`, the sweep's ranking and early
+stopping all read these rules from here."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+HIGHER_IS_BETTER = ("accuracy", "r2")     # metric names ending so are maximized; the rest minimized
+VALIDATION_ORDER = ("val_accuracy", "val_mse", "val_loss")   # the metric a run is judged by, first present
+TEST_ORDER = ("accuracy", "mse", "loss")
 
-def evaluate(net, split, task: str, batch_size: int = 1024) -> dict:
-    """Data loss plus accuracy (classification) or mse/mae/r2 (regression) over a split."""
+
+def higher_is_better(metric: str) -> bool:
+    return metric.endswith(HIGHER_IS_BETTER)
+
+
+def improves(value: float, best: float | None, metric: str, min_delta: float = 0.0) -> bool:
+    """value beats best by more than min_delta in metric's direction (any value beats None)."""
+    if best is None:
+        return True
+    return value > best + min_delta if higher_is_better(metric) else value < best - min_delta
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def best_validation(records: list[dict]) -> dict | None:
+    """The best epoch of metrics.jsonl records by the first validation metric they have
+    (VALIDATION_ORDER), non-finite values left out: {metric, value, epoch}, or None."""
+    for key in VALIDATION_ORDER:
+        rows = [r for r in records if _finite(r.get(key))]
+        if rows:
+            pick = max if higher_is_better(key) else min
+            best = pick(rows, key=lambda r: r[key])
+            return {"metric": key, "value": best[key], "epoch": best.get("epoch")}
+    return None
+
+
+def headline(test: dict | None) -> dict | None:
+    """The headline of a test result (summary.json's test): {metric, value}, or None."""
+    for key in TEST_ORDER:
+        if test and _finite(test.get(key)):
+            return {"metric": key, "value": test[key]}
+    return None
+
+
+def evaluate(net, split, task, batch_size: int = 1024) -> dict:
+    """Data loss plus the task's scores (accuracy; or mse, mae, r2) over a split."""
     outputs, targets, loss_sum = [], [], 0.0
     for start in range(0, len(split), batch_size):
         X, y = split.take(np.arange(start, min(start + batch_size, len(split))))
@@ -16,19 +59,8 @@ def evaluate(net, split, task: str, batch_size: int = 1024) -> dict:
         loss_sum += loss * len(X)
     out, y = np.concatenate(outputs), np.concatenate(targets)
     metrics = {"loss": loss_sum / len(split)}
-    metrics.update(score(out, y, task))
+    metrics.update(task.score(out, y))
     return metrics
-
-
-def score(out: np.ndarray, y: np.ndarray, task: str) -> dict:
-    if task == "classification":
-        return {"accuracy": float(np.mean(out.argmax(-1) == y.argmax(-1)))}
-    if task == "binary":
-        return {"accuracy": float(np.mean((out > 0.5) == (y > 0.5)))}
-    diff = (out - y).astype(np.float64)
-    ss_tot = float(((y - y.mean(axis=0)) ** 2).sum())
-    return {"mse": float(np.mean(diff ** 2)), "mae": float(np.mean(np.abs(diff))),
-            "r2": 1.0 - float((diff ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")}
 
 
 def confusion(pred: np.ndarray, true: np.ndarray, k: int) -> np.ndarray:

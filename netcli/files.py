@@ -1,0 +1,126 @@
+"""Files netcli writes and reads back, written once: atomic writes, NPZ arrays, JSON lines,
+plain JSON values, and new timestamped folders (run directories, sweep directories)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from netcli.errors import NetcliError
+
+
+@contextmanager
+def atomic_write(path: Path, mode: str = "w"):
+    """Write to a temporary file beside `path`, then rename it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a run should read like any other file
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_npz(path: Path, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The arrays of an NPZ file netcli wrote; any damage (or a missing required array) is a NetcliError."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except FileNotFoundError:
+        raise NetcliError(f"{path}: not found") from None
+    except Exception as e:  # truncated, bit-flipped, encrypted flag, unknown compression, ...
+        raise NetcliError(f"{path}: cannot read it ({type(e).__name__}: {e}); the file is truncated "
+                          f"or corrupt") from None
+    missing = [k for k in required if k not in arrays]
+    if missing:
+        raise NetcliError(f"{path}: has no {', '.join(missing)}; the file is damaged or not netcli's")
+    return arrays
+
+
+def to_plain(value):
+    """json.dumps(default=to_plain): NumPy scalars and arrays as Python numbers and lists."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def plain(value):
+    """A value with NumPy scalars inside lists and dicts turned into Python ones (for YAML)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """One JSON object as one line at the end of path, flushed to disk before returning."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record, default=to_plain) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: Path) -> list:
+    """The JSON values of path's lines, up to the first line that does not parse (one cut short
+    by a kill: everything before it is good); [] for a missing file."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return out
+
+
+def read_json(path: Path):
+    """A JSON file's value, or None when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def safe_name(name: str) -> str:
+    """A run or trial name that stays one plain folder inside its parent (no '/', '..', hidden)."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.=+-]", "_", name).lstrip(".")
+    return cleaned or "run"
+
+
+def timestamped_path(base: str | Path, name: str) -> Path:
+    """base/<name>-<YYYYmmdd-HHMMSS>, with -2, -3, ... added when that exists already
+    (the folder is not created)."""
+    name = safe_name(name)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path, n = Path(base) / f"{name}-{stamp}", 1
+    while path.exists():
+        n += 1
+        path = Path(base) / f"{name}-{stamp}-{n}"
+    return path
