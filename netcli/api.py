@@ -1,4 +1,5 @@
-"""A trained run loaded back: the network, its preprocessing, predict and evaluate."""
+"""A trained run loaded back: the network, its preprocessing, predict and evaluate.
+Nothing here trains: predicting needs the network, the weights and the run's statistics only."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import numpy as np
 
 from netcli.config import Config, load_config
 from netcli.data import Preprocessing, Split
+from netcli.errors import NetcliError
 from netcli.metrics import confusion, evaluate, per_class
-from netcli.model import build_network
 from netcli.nn import Network
-from netcli.runs import load_npz, resolve_run
-from netcli.training import load_eval_split, load_weights_into
+from netcli.nn.tasks import Task
+from netcli.prepare import build_network, load_eval_split
+from netcli.runs import resolve_run
+from netcli.runs.weights import WEIGHTS, load_weights_into, read_meta
 
 
 @dataclass
@@ -22,7 +25,7 @@ class Run:
     config: Config
     net: Network
     prep: Preprocessing
-    task: str
+    task: Task
     summary: dict | None = None
 
     @property
@@ -37,9 +40,13 @@ class Run:
         """Raw feature rows -> network outputs (probabilities for classification);
         layer=N gives layer N's activations instead (an autoencoder's code)."""
         X = self.prep.inputs(np.asarray(X), self.net.dtype, "input")
-        return self._batched(X, batch_size, layer)
+        return self.network_outputs(X, batch_size, layer)
 
-    def _batched(self, X, batch_size, layer=None):
+    def network_outputs(self, X: np.ndarray, batch_size: int = 1024, layer: int | None = None) -> np.ndarray:
+        """Preprocessed rows (m, *input_shape) -> outputs, batch_size rows at a time; layer=N:
+        layer N's activations."""
+        if layer is not None and not 0 <= layer < len(self.net.layers):
+            raise NetcliError(f"layer {layer}: the model has layers 0..{len(self.net.layers) - 1}")
         parts = []
         for s in range(0, len(X), batch_size):
             if layer is None:
@@ -49,12 +56,8 @@ class Run:
         return np.concatenate(parts) if parts else np.empty((0, *self.net.output_shape))
 
     def decode(self, out: np.ndarray) -> np.ndarray:
-        """Outputs -> answers: class labels for classification, values otherwise."""
-        if self.task == "classification":
-            return self.classes[out.argmax(axis=-1)]
-        if self.task == "binary":
-            return (out > 0.5).astype(np.int64)
-        return out
+        """Outputs -> answers: class labels for classification, 0/1 for binary, values otherwise."""
+        return self.task.decode(out, self.classes)
 
     def predict(self, X: np.ndarray, proba: bool = False) -> np.ndarray:
         out = self.outputs(X)
@@ -63,13 +66,18 @@ class Run:
     def split(self, path: str, need_target: bool = True, stdin=None) -> Split:
         return load_eval_split(self.config, self.prep, self.task, path, self.net.dtype, need_target, stdin)
 
+    def split_outputs(self, split: Split, layer: int | None = None, limit: int | None = None):
+        """(inputs, outputs) of a split's first `limit` rows (all by default)."""
+        X, _ = split.take(np.arange(len(split) if limit is None else min(limit, len(split))))
+        return X, self.network_outputs(X, layer=layer)
+
     def evaluate(self, split: Split) -> dict:
         """loss plus accuracy, per-class scores and confusion (classification) or mse, mae, r2."""
         result = evaluate(self.net, split, self.task)
         result["examples"] = len(split)
-        if self.task == "classification":
+        if self.task.labelled:
             X, y = split.take(np.arange(len(split)))
-            pred = self._batched(X, 1024).argmax(-1)
+            pred = self.network_outputs(X).argmax(-1)
             cm = confusion(pred, y.argmax(-1), len(self.classes))
             result["per_class"] = per_class(cm, self.classes)
             result["confusion"] = cm.tolist()
@@ -81,12 +89,10 @@ def load_run(path: str | Path) -> Run:
     path = resolve_run(path)
     config = load_config(path / "config.yaml")
     net = build_network(config)
-    weights = path / "weights.npz"
+    weights = path / WEIGHTS
     if not weights.exists():
-        from netcli.errors import NetcliError
-        raise NetcliError(f"{path}: no weights.npz yet (is the run still training, or did it fail "
+        raise NetcliError(f"{path}: no {WEIGHTS} yet (is the run still training, or did it fail "
                           f"before its first epoch?)")
-    arrays = load_npz(weights, ("meta.normalize", "meta.input_shape", "meta.task"))
-    load_weights_into(net, weights)
-    prep = Preprocessing.from_arrays(arrays)
-    return Run(path, config, net, prep, str(arrays["meta.task"]))
+    arrays = load_weights_into(net, weights)
+    prep, task = read_meta(weights, arrays)
+    return Run(path, config, net, prep, task)

@@ -1,6 +1,10 @@
-"""The command line. Thin: parse, call, print. Results on stdout, talk on stderr.
+"""The command line. Thin: parse, call one function below, print. Results on stdout, talk on stderr.
 
 Exit codes: 0 ok, 1 the job ran and failed, 2 bad usage, config or data, 130 interrupted.
+
+Each command imports netcli's modules inside its body: `netcli --help`, `netcli runs` and shell
+completion then start in a fraction of a second instead of loading SciPy, pydantic, matplotlib
+and Dask for every call.
 """
 
 from __future__ import annotations
@@ -42,6 +46,19 @@ class NetcliGroup(click.Group):
             ctx.exit(130)
 
 
+# -- options several commands share -------------------------------------------------
+
+set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                          help="Override a config key, e.g. --set optimizer.lr=0.01 --set model.layers.0.units=32.")
+
+
+def json_option(what: str = "the result"):
+    return click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON.")
+
+
+data_option = click.option("--data", help="CSV, NPZ or NPY file, or - for stdin (default: the config's data.test).")
+
+
 @click.group(cls=NetcliGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show a traceback for errors.")
 @click.version_option(__version__, prog_name="netcli")
@@ -50,30 +67,22 @@ def cli(debug):
 
 
 def _emit_json(obj) -> None:
-    click.echo(json.dumps(obj, indent=2, default=_json_default))
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(type(value).__name__)
+    from netcli.files import to_plain
+    click.echo(json.dumps(obj, indent=2, default=to_plain))
 
 
 # -- train -------------------------------------------------------------------------
 
 @cli.command()
 @click.argument("config", required=False, type=click.Path())
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config key, e.g. --set optimizer.lr=0.01 --set model.layers.0.units=32.")
+@set_option
 @click.option("--run-dir", type=click.Path(), help="Write the run here instead of runs/<name>-<time>.")
 @click.option("--runs", "runs_base", default="runs", show_default=True, type=click.Path(),
               help="Folder that holds the run directories.")
 @click.option("--resume", "resume_run", type=click.Path(), help="Carry on from RUN's checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Allow --run-dir to name a run that exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-@click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON instead of the path.")
+@json_option("the final summary (instead of the run directory)")
 def train(config, overrides, run_dir, runs_base, resume_run, overwrite, quiet, as_json):
     """Train CONFIG; print the run directory on stdout.
 
@@ -122,8 +131,8 @@ def _data_path(run, data):
 
 @cli.command("eval")
 @click.argument("run_dir", type=click.Path())
-@click.option("--data", help="CSV, NPZ or NPY file, or - for stdin (default: the config's data.test).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@data_option
+@json_option("the metrics")
 def eval_cmd(run_dir, data, as_json):
     """Metrics of a trained run on test data."""
     from netcli.api import load_run
@@ -160,7 +169,7 @@ def eval_cmd(run_dir, data, as_json):
 
 @cli.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("--data", help="CSV, NPZ or NPY file, or - for stdin (default: the config's data.test).")
+@data_option
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "npy"]), default="csv", show_default=True)
 @click.option("--proba", is_flag=True, help="Class probabilities (columns in class order) instead of labels.")
 @click.option("--layer", type=int, help="Output layer N's activations (e.g. an autoencoder's code).")
@@ -170,14 +179,8 @@ def predict(run_dir, data, fmt, proba, layer):
 
     run = load_run(run_dir)
     split = run.split(_data_path(run, data), need_target=False)
-    X, _ = split.take(np.arange(len(split)))
-    if layer is not None:
-        if not 0 <= layer < len(run.net.layers):
-            raise NetcliError(f"--layer {layer}: the model has layers 0..{len(run.net.layers) - 1}")
-        result = run._batched(X, 1024, layer)
-    else:
-        out = run._batched(X, 1024)
-        result = out if proba else run.decode(out)
+    _, out = run.split_outputs(split, layer)
+    result = out if proba or layer is not None else run.decode(out)
     write_predictions(result, fmt, run.classes if proba and layer is None else None)
 
 
@@ -217,8 +220,8 @@ def _fmt(v) -> str:
 @click.option("--max-coords", type=int, help="Check at most N random coordinates per tensor.")
 @click.option("--random", "use_random", is_flag=True, help="Random inputs and targets instead of the data.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@set_option
+@json_option("the report")
 def gradcheck(target, eps, tol, method, examples, max_coords, use_random, seed, overrides, as_json):
     """Backpropagation against finite differences, per tensor, in float64.
 
@@ -230,52 +233,20 @@ def gradcheck(target, eps, tol, method, examples, max_coords, use_random, seed, 
     absolute error is below the rounding-noise floor 10 * eps_machine * max(|J|, 1) / eps
     (near a minimum the gradient itself is noise). Exit 0 when every tensor passes, else 1.
     """
-    from netcli import gradcheck as gc
-    from netcli.config import load_config
-    from netcli.model import build_network
-    from netcli.training import load_weights_into
+    from netcli.inspection import check_gradients
 
     if tol is None:
         tol = 1e-6 if method == "central" else 1e-4
-    path = Path(target)
-    run_path = path if path.is_dir() else None
-    config = load_config(run_path / "config.yaml" if run_path else path, overrides)
-    net = build_network(config, dtype=np.float64)
-    if run_path:
-        load_weights_into(net, run_path / "weights.npz")
-    rng = np.random.default_rng(seed)
-    X, y, source = _gradcheck_batch(config, net, examples, rng, use_random)
-    report = gc.check_network(net, X, y, eps=eps, method=method, tol=tol, max_coords=max_coords, seed=seed)
+    report, source, m = check_gradients(target, overrides, examples, use_random, seed, eps=eps,
+                                        method=method, tol=tol, max_coords=max_coords)
     if as_json:
-        _emit_json({**report.as_dict(), "data": source, "examples": len(X)})
+        _emit_json({**report.as_dict(), "data": source, "examples": m})
     else:
-        _print_report(report, source, len(X))
+        _print_report(report, source, m)
     if not report.ok:
         w = report.worst
         raise JobFailed(f"gradient check failed: {w.name} has relative error {w.rel_err:.3g} > {tol:g} "
                         f"(worst coordinate {w.worst_index}, abs error {w.max_abs_err:.3g})")
-
-
-def _gradcheck_batch(config, net, k, rng, use_random):
-    from netcli.data import task_of
-    task = task_of(config.spec.loss, config.spec.data.target)
-    if not use_random and config.spec.data.train:
-        from netcli.training import prepare
-        p = prepare(config)
-        idx = rng.choice(len(p.train), min(k, len(p.train)), replace=False)
-        X, y = p.train.take(np.sort(idx))
-        return X.astype(np.float64), y.astype(np.float64), p.train.source
-    X = rng.normal(size=(k, *net.input_shape))
-    shape = (k, *net.output_shape)
-    if task == "autoencoder":
-        y = X.copy()
-    elif task == "classification":
-        y = np.eye(shape[-1])[rng.integers(0, shape[-1], size=shape[:-1])]
-    elif task == "binary":
-        y = rng.integers(0, 2, size=shape).astype(float)
-    else:
-        y = rng.normal(size=shape)
-    return X, y, "random"
 
 
 def _print_report(report, source, m):
@@ -300,11 +271,11 @@ def _print_report(report, source, m):
 
 @cli.command()
 @click.argument("config", type=click.Path())
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+@set_option
 def validate(config, overrides):
     """Check a config (and that its network fits together) without training."""
     from netcli.config import load_config
-    from netcli.model import build_network
+    from netcli.prepare import build_network
 
     cfg = load_config(config, overrides)
     net = build_network(cfg)
@@ -320,35 +291,23 @@ def schema():
 
 @cli.command()
 @click.argument("target", type=click.Path())
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+@set_option
 def summary(target, overrides):
     """Layers, output shapes, parameter counts and the objective being minimized."""
-    from netcli.config import load_config
-    from netcli.model import build_network
+    from netcli.inspection import layer_rows, load_target, objective_formula
+    from netcli.prepare import build_network
 
-    path = Path(target)
-    config = load_config(path / "config.yaml" if path.is_dir() else path, overrides)
+    config, _ = load_target(target, overrides)
     net = build_network(config)
     out = out_console()
     table = Table(title=f"{config.name}: input {list(net.input_shape)}")
     for col in ("#", "layer", "output shape", "parameters"):
         table.add_column(col, justify="right" if col in ("#", "parameters") else "left")
-    for i, layer in enumerate(net.layers):
-        count = sum(s.size for s in net.slots if s.layer == i)
-        table.add_row(str(i), layer.describe(), str(list(net.shapes[i + 1])), f"{count:,}")
+    for i, description, shape, count in layer_rows(net):
+        table.add_row(str(i), description, str(shape), f"{count:,}")
     table.add_row("", "total", "", f"{net.size:,}")
     out.print(table)
     out.print(objective_formula(net), markup=False)
-
-
-def objective_formula(net) -> str:
-    terms = [net.loss.formula]
-    terms += [p.formula() for p in net.weight_penalties]
-    terms += [p.formula() for p in net.activation_penalties]
-    text = "J = " + " + ".join(terms)
-    if net.weight_penalties:
-        text += ", biases not penalized"
-    return text
 
 
 # -- plots and the table of runs ----------------------------------------------------
@@ -361,7 +320,7 @@ def objective_formula(net) -> str:
               help="Autoencoders: test inputs beside their reconstructions.")
 @click.option("--confusion", "what", flag_value="confusion", help="Confusion matrix on the test data.")
 @click.option("--layer", type=int, help="With --weights: the layer (default: the first with weights).")
-@click.option("--data", help="Data for --reconstructions / --confusion (default: the config's data.test).")
+@data_option
 def plot(run_dir, out, what, layer, data):
     """Loss and accuracy curves (default), weights, reconstructions or confusion; prints the PNG path."""
     from netcli import plots
@@ -372,7 +331,7 @@ def plot(run_dir, out, what, layer, data):
     name = run.path.name
     path = Path(out) if out else run.path / f"{what or 'curves'}.png"
     if what is None:
-        full_batch = run.config.resolved["optimizer"]["type"] in ("cg", "lbfgs")
+        full_batch = run.config.spec.optimizer.build().full_batch
         plots.plot_curves(RunDir(run.path).read_metrics(), name, path, full_batch)
     elif what == "weights":
         index = layer if layer is not None else next(
@@ -386,13 +345,13 @@ def plot(run_dir, out, what, layer, data):
     else:
         split = run.split(_data_path(run, data))
         if what == "reconstructions":
-            if run.task != "autoencoder":
+            if not run.task.reconstructs:
                 raise NetcliError("--reconstructions needs an autoencoder run (data.target: input)")
-            X, _ = split.take(np.arange(min(10, len(split))))
-            plots.plot_reconstructions(X, run._batched(X, 1024), plots.image_shape(run.net.input_shape),
+            X, out = run.split_outputs(split, limit=10)
+            plots.plot_reconstructions(X, out, plots.image_shape(run.net.input_shape),
                                        f"{name}: reconstructions", path)
         else:
-            if run.task != "classification":
+            if not run.task.labelled:
                 raise NetcliError("--confusion needs a classification run (loss: cross_entropy)")
             result = run.evaluate(split)
             plots.plot_confusion(np.array(result["confusion"]), result["classes"],
@@ -403,7 +362,7 @@ def plot(run_dir, out, what, layer, data):
 
 @cli.command("runs")
 @click.argument("folder", default="runs", type=click.Path())
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per run, as a list.")
+@json_option("the runs (a list of objects)")
 def runs_cmd(folder, as_json):
     """A table of the runs under FOLDER (default runs/), newest first."""
     from netcli.runs import list_runs
@@ -430,8 +389,7 @@ def _metric(pair) -> str:
 
 @cli.command()
 @click.argument("config", required=False, type=click.Path())
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a key of the base config (every trial), as in train.")
+@set_option
 @click.option("--grid", multiple=True, metavar="KEY=V1,V2,...",
               help="An axis whose every value is tried (YAML values; a list in [...] is one value).")
 @click.option("--random", "n_random", type=int, metavar="N", help="Draw N values of the --range axes (per grid point).")
@@ -444,7 +402,7 @@ def _metric(pair) -> str:
 @click.option("--sweep-dir", type=click.Path(), help="Where the trials go [default: runs/sweeps/<config>-<time>].")
 @click.option("--resume", "resume_dir", type=click.Path(), metavar="SWEEP_DIR",
               help="Run the trials SWEEP_DIR has not recorded as ended.")
-@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON instead of the best trial's path.")
+@json_option("the table (instead of the best trial's path)")
 def sweep(config, overrides, grid, n_random, ranges, seeds, workers, scheduler, sweep_dir, resume_dir, as_json):
     """Train CONFIG once per trial on Dask; print the best trial's run directory on stdout.
 

@@ -13,18 +13,35 @@ import inspect
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model,
+                      model_serializer, model_validator)
 
 from netcli.constraints import NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat
 from netcli.errors import ConfigError
 from netcli.nn import ACTIVATIONS, LAYERS, LOSSES, REGULARIZERS
+from netcli.nn.tasks import task_for
 from netcli.optim import OPTIMIZERS, SCHEDULES
 from netcli.registry import Registry, UnknownName
 
 # -- the schema ---------------------------------------------------------------
+
+# -- components checked against their constructors -----------------------------
+
+@lru_cache(maxsize=None)
+def component_model(cls) -> type[BaseModel]:
+    """A pydantic model of cls's constructor arguments (`units: PositiveInt` -> units > 0)."""
+    fields = {}
+    for name, p in inspect.signature(cls.__init__, eval_str=True).parameters.items():
+        if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        default = ... if p.default is inspect.Parameter.empty else p.default
+        fields[name] = (Any if p.annotation is p.empty else p.annotation, default)
+    return create_model(f"{cls.__name__}Args", __config__=ConfigDict(extra="forbid"), **fields)
+
+
 
 
 
@@ -45,6 +62,51 @@ def _input_shape(value):
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class Component(BaseModel):
+    """A registered component as a config names it: `{type: dense, units: 64}` or just `adam`.
+
+    Read as written; `validate` then checks `args` against the component's constructor and
+    fills in its defaults, so a validated config holds every argument. Written back (YAML,
+    JSON) as the one mapping `{type: ..., **args}`; `Registry.build` makes the component.
+    """
+
+    registry: ClassVar[Registry]
+    type: Any = None          # a registered name, checked by validate (None: the key is missing)
+    args: dict[str, Any] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_config(cls, value):
+        if isinstance(value, (Component, dict)) and set(value) == {"type", "args"}:
+            return value   # already split (model_copy, defaults)
+        if isinstance(value, str):
+            return {"type": value, "args": {}}
+        if isinstance(value, dict):
+            return {"type": value.get("type"), "args": {k: v for k, v in value.items() if k != "type"}}
+        raise ValueError(f"must be a {cls.registry.kind} name or a mapping with a 'type' key, "
+                         f"got {_SHORT.repr(value)}")
+
+    @model_serializer
+    def _as_mapping(self) -> dict:
+        return {"type": self.type, **self.args}
+
+    def build(self):
+        """The component itself, made from its registry."""
+        return self.registry.build(self.model_dump())
+
+
+class LayerBlock(Component):
+    registry: ClassVar[Registry] = LAYERS
+
+
+class OptimizerBlock(Component):
+    registry: ClassVar[Registry] = OPTIMIZERS
+
+
+class ScheduleBlock(Component):
+    registry: ClassVar[Registry] = SCHEDULES
 
 
 class EarlyStopping(Section):
@@ -72,22 +134,25 @@ class DataSection(Section):
 
 class ModelSection(Section):
     input: Annotated[int | list[int], BeforeValidator(_input_shape)]
-    layers: Annotated[list[dict[str, Any]], Field(min_length=1)]
+    layers: Annotated[list[LayerBlock], Field(min_length=1)]
     init: str = "glorot_uniform"
     init_from: str | None = None
+
+
+SparsityArgs = component_model(REGULARIZERS.get("sparsity"))   # {layer, rho, beta}: KLSparsity's arguments
 
 
 class RegularizationSection(Section):
     l2: NonNegativeFloat = 0.0
     l1: NonNegativeFloat = 0.0
-    sparsity: dict[str, Any] | None = None
+    sparsity: SparsityArgs | None = None
 
 
 class TrainingSection(Section):
     epochs: PositiveInt = 10
     batch_size: Annotated[int | str, BeforeValidator(_batch_size)] = 32
     early_stopping: EarlyStopping | None = None
-    schedule: str | dict[str, Any] = "constant"
+    schedule: ScheduleBlock = Field(default_factory=lambda: ScheduleBlock(type="constant"))
     clip_grad_norm: PositiveFloat | None = None
     checkpoint_every: PositiveInt = 1
 
@@ -99,32 +164,17 @@ class ConfigSpec(Section):
     model: ModelSection
     loss: str = "mse"
     regularization: RegularizationSection = RegularizationSection()
-    optimizer: str | dict[str, Any] = Field(default_factory=lambda: {"type": "adam"})
+    optimizer: OptimizerBlock = Field(default_factory=lambda: OptimizerBlock(type="adam"))
     training: TrainingSection = TrainingSection()
-
-
-# -- components checked against their constructors -----------------------------
-
-@lru_cache(maxsize=None)
-def component_model(cls) -> type[BaseModel]:
-    """A pydantic model of cls's constructor arguments (`units: PositiveInt` -> units > 0)."""
-    fields = {}
-    for name, p in inspect.signature(cls.__init__, eval_str=True).parameters.items():
-        if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            continue
-        default = ... if p.default is inspect.Parameter.empty else p.default
-        fields[name] = (Any if p.annotation is p.empty else p.annotation, default)
-    return create_model(f"{cls.__name__}Args", __config__=ConfigDict(extra="forbid"), **fields)
 
 
 # -- loading -------------------------------------------------------------------
 
 @dataclass
 class Config:
-    """A validated config. `resolved` is the plain dict with defaults filled in."""
+    """A validated config: `spec` is the typed tree, every default and component argument filled in."""
 
     spec: ConfigSpec
-    resolved: dict
     source: str = "<config>"
     lines: dict = field(default_factory=dict)
     overridden: set = field(default_factory=set)
@@ -132,6 +182,10 @@ class Config:
     @property
     def name(self) -> str:
         return Path(self.source).stem if self.source not in ("<config>", "-") else "config"
+
+    def as_dict(self) -> dict:
+        """The plain mapping the run directory keeps as config.yaml."""
+        return self.spec.model_dump()
 
     def error(self, key: str, message: str) -> ConfigError:
         return ConfigError(_locate(self.source, self.lines, self.overridden, parse_path(key), message))
@@ -418,13 +472,14 @@ class _Collector:
 
 
 def check_component(registry: Registry, block, path: tuple, errors: _Collector) -> dict | None:
-    """{type: name, **args} -> the same with defaults filled, or None after recording errors."""
+    """{type: name, **args} (or a name) -> the same with every argument's default filled in,
+    or None after recording errors."""
     if isinstance(block, str):
         block = {"type": block}
     if not isinstance(block, dict):
         errors.add(path, f"must be a {registry.kind} name or a mapping with a 'type' key, got {block!r}")
         return None
-    if "type" not in block:
+    if block.get("type") is None:
         errors.add(path + ("type",), f"is required; known {registry.kind}s: {', '.join(registry.names())}")
         return None
     try:
@@ -447,6 +502,13 @@ def check_component(registry: Registry, block, path: tuple, errors: _Collector) 
     return {"type": block["type"], **values}
 
 
+def _check_block(component: Component, path: tuple, errors: _Collector) -> None:
+    """Fill a Component's arguments from its constructor, in place (errors are recorded)."""
+    checked = check_component(component.registry, component.model_dump(), path, errors)
+    if checked is not None:
+        component.args = {k: v for k, v in checked.items() if k != "type"}
+
+
 def validate(data: dict, source="<config>", lines=None, overridden=()) -> Config:
     """Check everything before any work starts; report every mistake found, each with its place."""
     lines, overridden = lines or {}, set(overridden)
@@ -456,14 +518,10 @@ def validate(data: dict, source="<config>", lines=None, overridden=()) -> Config
     except ValidationError as e:
         errors.add_validation((), e, ConfigSpec)
         errors.raise_if_any()
-    layers = [check_component(LAYERS, block, ("model", "layers", i), errors)
-              for i, block in enumerate(spec.model.layers)]
-    optimizer = check_component(OPTIMIZERS, spec.optimizer, ("optimizer",), errors)
-    schedule = check_component(SCHEDULES, spec.training.schedule, ("training", "schedule"), errors)
-    sparsity = None
-    if spec.regularization.sparsity is not None:
-        sparsity = check_component(REGULARIZERS, {"type": "sparsity", **spec.regularization.sparsity},
-                                   ("regularization", "sparsity"), errors)
+    for i, block in enumerate(spec.model.layers):
+        _check_block(block, ("model", "layers", i), errors)
+    _check_block(spec.optimizer, ("optimizer",), errors)
+    _check_block(spec.training.schedule, ("training", "schedule"), errors)
     if spec.loss not in LOSSES:
         errors.add(("loss",), LOSSES.unknown_message(spec.loss))
     if data.get("model", {}).get("init") is not None:
@@ -474,25 +532,18 @@ def validate(data: dict, source="<config>", lines=None, overridden=()) -> Config
     if es is not None and not (spec.data.validation_split > 0 or spec.data.val):
         errors.add(("training", "early_stopping"),
                    "needs validation data: set data.validation_split (e.g. 0.1) or data.val")
-    if es is not None:
-        classifying = spec.loss in ("cross_entropy", "binary_cross_entropy") and spec.data.target != "input"
-        allowed = ["val_loss", "val_accuracy" if classifying else "val_mse", "loss"]
+    if es is not None and spec.loss in LOSSES:
+        task = task_for(LOSSES.get(spec.loss).task, spec.data.target)
+        allowed = ["val_loss", f"val_{task.metric}", "loss"]
         if es.monitor not in allowed:
             errors.add(("training", "early_stopping", "monitor"),
                        f"must be one of {', '.join(allowed)} for this loss; got {es.monitor!r}")
     errors.raise_if_any()
-    resolved = spec.model_dump()
-    resolved["model"]["layers"] = layers
-    resolved["optimizer"] = optimizer
-    resolved["training"]["schedule"] = schedule
-    if sparsity is not None:
-        sparsity.pop("type")
-        resolved["regularization"]["sparsity"] = sparsity
-    return Config(spec, resolved, source, lines, overridden)
+    return Config(spec, source, lines, overridden)
 
 
 def dump_config(config: Config) -> str:
-    return yaml.safe_dump(config.resolved, sort_keys=False, default_flow_style=None)
+    return yaml.safe_dump(config.as_dict(), sort_keys=False, default_flow_style=None)
 
 
 def json_schema() -> dict:
@@ -511,6 +562,8 @@ def json_schema() -> dict:
     schema = ConfigSpec.model_json_schema()
     schema["title"] = "netcli config"
     defs = schema.setdefault("$defs", {})
+    for block in ("LayerBlock", "OptimizerBlock", "ScheduleBlock"):   # replaced by the branches below
+        defs.pop(block, None)
     defs["ModelSection"]["properties"]["layers"]["items"] = branches(LAYERS, shorthand=False)
     schema["properties"]["optimizer"] = {**branches(OPTIMIZERS), "default": {"type": "adam"}}
     defs["TrainingSection"]["properties"]["schedule"] = {**branches(SCHEDULES), "default": "constant"}

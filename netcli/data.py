@@ -357,9 +357,6 @@ def batches(n: int, batch_size: int | str, rng: np.random.Generator | None):
 
 # -- from a config's data section to network-ready splits ----------------------
 
-TASKS = {"cross_entropy": "classification", "binary_cross_entropy": "binary", "mse": "regression"}
-
-
 @dataclass
 class Split:
     """Rows ready for the network. take(idx) -> (X (b, *input_shape), y (b, ...)).
@@ -392,11 +389,7 @@ class Split:
         return X, (None if self.y is None else self.y[idx])
 
 
-def task_of(loss: str, target) -> str:
-    return "autoencoder" if target == "input" else TASKS.get(loss, "regression")
-
-
-def make_split(table: Table, prep: Preprocessing, task: str, dtype, rows=None) -> Split:
+def make_split(table: Table, prep: Preprocessing, task, dtype, rows=None) -> Split:
     """A read table (optionally a subset of its rows) -> a Split with targets shaped for the loss."""
     X, target = table.X, table.target
     if rows is not None:
@@ -408,10 +401,10 @@ def make_split(table: Table, prep: Preprocessing, task: str, dtype, rows=None) -
     if not lazy:
         X = prep.inputs(X, dtype, table.source)
     y = labels = None
-    if task == "autoencoder":
+    if task.reconstructs:
         y = X
     elif target is not None:
-        if task == "classification":
+        if task.labelled:
             labels = target
             y = one_hot(target, prep.classes, table.source, dtype)
         else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Callable, Generic, Iterator, Mapping, TypeVar
 
 from netcli.errors import NetcliError
 
@@ -47,6 +47,13 @@ class Registry(Generic[T]):
             return self._items[name]
         except (KeyError, TypeError):
             raise UnknownName(self.unknown_message(name)) from None
+
+    def build(self, spec: "str | Mapping"):
+        """A component from its config form: a name, or {type: name, **args}."""
+        if isinstance(spec, str):
+            return self.get(spec)()
+        args = dict(spec)
+        return self.get(args.pop("type"))(**args)
 
     def unknown_message(self, name: object) -> str:
         known = ", ".join(sorted(self._items))

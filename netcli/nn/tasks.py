@@ -13,6 +13,7 @@ class Task:
 
     name = ""
     labelled = False        # targets are class labels, one-hot encoded over the training classes
+    reconstructs = False    # the target is the input itself (no target column)
     metric = "mse"          # the headline metric of `score` (val_<metric> in metrics.jsonl)
 
     def score(self, out: np.ndarray, y: np.ndarray) -> dict:
@@ -24,6 +25,10 @@ class Task:
     def decode(self, out: np.ndarray, classes: np.ndarray | None) -> np.ndarray:
         """Outputs -> answers: here the values themselves."""
         return out
+
+    def random_targets(self, rng: np.random.Generator, X: np.ndarray, shape: tuple) -> np.ndarray:
+        """Targets of this task's kind for random inputs X: (m, *output_shape) = shape (gradcheck --random)."""
+        return rng.normal(size=shape)
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
@@ -37,6 +42,10 @@ class Reconstruction(Regression):
     """An autoencoder: the target is the (preprocessed) input."""
 
     name = "autoencoder"
+    reconstructs = True
+
+    def random_targets(self, rng, X, shape):
+        return X.copy()
 
 
 class Classification(Task):
@@ -52,6 +61,9 @@ class Classification(Task):
     def decode(self, out, classes):
         return classes[out.argmax(axis=-1)]
 
+    def random_targets(self, rng, X, shape):
+        return np.eye(shape[-1])[rng.integers(0, shape[-1], size=shape[:-1])]
+
 
 class Binary(Task):
     """Independent yes/no outputs in (0, 1) against 0/1 targets; the answer is out > 0.5."""
@@ -64,6 +76,9 @@ class Binary(Task):
 
     def decode(self, out, classes):
         return (out > 0.5).astype(np.int64)
+
+    def random_targets(self, rng, X, shape):
+        return rng.integers(0, 2, size=shape).astype(float)
 
 
 REGRESSION, RECONSTRUCTION, CLASSIFICATION, BINARY = Regression(), Reconstruction(), Classification(), Binary()

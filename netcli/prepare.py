@@ -1,0 +1,149 @@
+"""A validated config -> a network and its data, ready to train or evaluate: the network built
+from the registries, the training data read, split and preprocessed, and test or prediction
+files read with the training run's statistics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from netcli.config import Config
+from netcli.data import (Preprocessing, Split, check_table_finite, class_labels, make_split, read_table,
+                         split_indices)
+from netcli.errors import NetcliError
+from netcli.nn import LAYERS, LOSSES, REGULARIZERS, Network
+from netcli.nn.network import BuildError
+from netcli.nn.tasks import Task, task_for
+from netcli.runs.weights import load_weights_into
+
+
+@dataclass
+class Prepared:
+    """A network and its data, ready to train or evaluate."""
+
+    config: Config
+    net: Network
+    train: Split
+    val: Split | None
+    prep: Preprocessing
+    task: Task
+
+
+def rng_streams(seed: int) -> dict[str, np.random.Generator]:
+    """Independent generators for each use of randomness, all from the one seed."""
+    names = ("init", "split", "shuffle", "layers")
+    return {n: np.random.default_rng(s) for n, s in zip(names, np.random.SeedSequence(seed).spawn(4))}
+
+
+def task_of(config: Config) -> Task:
+    """What the config's outputs mean: its loss's task, or an autoencoder's (target: input)."""
+    return task_for(LOSSES.get(config.spec.loss).task, config.spec.data.target)
+
+
+def input_shape(config: Config) -> tuple[int, ...]:
+    shape = config.spec.model.input
+    return (shape,) if isinstance(shape, int) else tuple(shape)
+
+
+def penalties(config: Config) -> tuple[list, list]:
+    """(weight penalties, activation penalties) of the regularization section; a zero strength adds nothing."""
+    r = config.spec.regularization
+    weights = [REGULARIZERS.get(name)(strength) for name, strength in (("l2", r.l2), ("l1", r.l1)) if strength]
+    activations = [REGULARIZERS.build({"type": "sparsity", **r.sparsity.model_dump()})] if r.sparsity else []
+    return weights, activations
+
+
+def build_network(config: Config, dtype=None, rng: np.random.Generator | None = None) -> Network:
+    """Layers, loss and penalties from the config; parameters drawn from rng (default: the
+    config's seed) with the config's initializer. dtype overrides config.dtype (gradcheck: float64)."""
+    layers = [block.build() for block in config.spec.model.layers]
+    try:
+        net = Network(layers, input_shape(config), LOSSES.build(config.spec.loss), *penalties(config),
+                      dtype=dtype or config.spec.dtype)
+    except BuildError as e:
+        raise config.error(e.key, str(e)) from None
+    except (MemoryError, OverflowError, ValueError) as e:  # sizes beyond what can be allocated
+        raise config.error("model", f"this network cannot be built here ({type(e).__name__}: {e}); "
+                                    f"check the sizes in model.input and model.layers") from None
+    rng = np.random.default_rng(config.spec.seed) if rng is None else rng
+    net.init_params(rng, config.spec.model.init)
+    net.set_rng(rng)
+    return net
+
+
+def prepare(config: Config, rngs: dict | None = None) -> Prepared:
+    """Build the network and read, split and preprocess the training data."""
+    rngs = rngs or rng_streams(config.spec.seed)
+    net = build_network(config, rng=rngs["init"])
+    net.set_rng(rngs["layers"])
+    d = config.spec.data
+    if not d.train:
+        raise config.error("data.train", "is required to train: a CSV, NPZ or NPY file, or - for stdin")
+    task = task_of(config)
+    table = read_table(d.train, d.target, d.features, need_target=not task.reconstructs, drop=d.drop)
+    if table.target is None and not task.reconstructs:
+        raise config.error("data.target", f"{table.source} has no target")
+    lazy = isinstance(table.X, np.memmap)
+    if not lazy or d.normalize != "none":  # lazy data without statistics is checked batch by batch
+        check_table_finite(table)
+    classes = None
+    if task.labelled:
+        classes = class_labels(table.target)
+        units = net.output_shape[-1]
+        if units != len(classes):
+            last = len(config.spec.model.layers) - 1
+            raise config.error(f"model.layers[{last}].units",
+                               f"the output layer has {units} units but {table.source} has "
+                               f"{len(classes)} classes ({_preview(classes)}); set units: {len(classes)}")
+    labels = table.target if task.labelled else None
+    if d.val:
+        train_rows, val_table = None, read_table(d.val, d.target, d.features,
+                                                 need_target=not task.reconstructs, drop=d.drop)
+        if not isinstance(val_table.X, np.memmap):
+            check_table_finite(val_table)
+    else:
+        val_table = None
+        train_rows, val_rows = split_indices(len(table.X), d.validation_split, rngs["split"], labels)
+        if d.validation_split > 0 and (len(val_rows) == 0 or len(train_rows) == 0):
+            raise config.error("data.validation_split",
+                               f"{d.validation_split:g} of {table.source}'s {len(table.X)} rows leaves "
+                               f"{len(train_rows)} for training and {len(val_rows)} for validation; "
+                               f"both need at least one")
+        if len(val_rows) == 0:
+            train_rows = None
+    fit_rows = table.X if train_rows is None else table.X[train_rows]
+    prep = Preprocessing.fit(fit_rows if d.normalize != "none" else table.X[:1], d.normalize,
+                             classes, net.input_shape)
+    dtype = net.dtype
+    train = make_split(table, prep, task, dtype, rows=train_rows)
+    if val_table is not None:
+        val = make_split(val_table, prep, task, dtype)
+    elif train_rows is not None:
+        val = make_split(table, prep, task, dtype, rows=val_rows)
+    else:
+        val = None
+    for split in (train, val):
+        if split is not None and split.y is not None and split.y.shape[1:] != net.output_shape:
+            raise NetcliError(f"{split.source}: targets have shape {list(split.y.shape[1:])} per example "
+                              f"but the network outputs {list(net.output_shape)}")
+    if config.spec.model.init_from:
+        load_weights_into(net, config.spec.model.init_from)
+    return Prepared(config, net, train, val, prep, task)
+
+
+def _preview(values, n=6) -> str:
+    shown = ", ".join(map(str, values[:n]))
+    return shown + (", ..." if len(values) > n else "")
+
+
+def load_eval_split(config: Config, prep: Preprocessing, task: Task, path: str, dtype,
+                    need_target: bool = True, stdin=None) -> Split:
+    """A test or prediction file, preprocessed with the run's training statistics."""
+    d = config.spec.data
+    n_features = int(np.prod(prep.input_shape))
+    table = read_table(path, d.target, d.features, need_target=need_target and not task.reconstructs,
+                       stdin=stdin, n_features=n_features, drop=d.drop)
+    if not isinstance(table.X, np.memmap):
+        check_table_finite(table)
+    return make_split(table, prep, task, dtype)
