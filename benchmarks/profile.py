@@ -32,7 +32,8 @@ def main(argv=None) -> int:
     from benchmarks.workloads import WORKLOADS, write_data
     from benchmarks.worker import HookReporter
     from netcli.runs import RunDir
-    from netcli.training import Trainer, prepare, rng_streams
+    from netcli.prepare import prepare, rng_streams
+    from netcli.training import Trainer
     w = WORKLOADS[args.workload.upper()]
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(args.threads):
         tmp = Path(tmp)

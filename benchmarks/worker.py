@@ -63,7 +63,8 @@ class HookReporter:
 def time_workload(w, data: Path, threads: int, repeats: int, tmp: Path, with_torch: bool) -> dict:
     import numpy as np
     from netcli.runs import RunDir
-    from netcli.training import Trainer, prepare, rng_streams
+    from netcli.prepare import prepare, rng_streams
+    from netcli.training import Trainer
 
     limiter = limit_threads(threads, with_torch)  # noqa: F841  (held for the process's life)
     epochs = repeats + 1   # the first of each side is a warm-up, not timed
@@ -155,7 +156,7 @@ def mem_netcli(w, data: Path, threads: int, tmp: Path) -> dict:
     config = w.config(data, 2)
     result = train(config, run_dir=tmp / "run", overwrite=True)
     net_bytes = 0
-    from netcli.model import build_network
+    from netcli.prepare import build_network
     net = build_network(config)
     net_bytes = net.theta.nbytes
     arrays = np.load(data)
@@ -178,7 +179,7 @@ def mem_torch(w, data: Path, threads: int) -> dict:
     del arrays
     rng = np.random.default_rng(0)
     if w.full_batch:
-        from netcli.model import build_network
+        from netcli.prepare import build_network
         net = build_network(w.config(data, 1))
         run.minimize(net.slots, net.theta.copy(),
                      {"maxiter": w.optimizer["max_iter"], "maxcor": 10, "gtol": 1e-9, "ftol": 1e-9}, 1e-9)
@@ -195,7 +196,7 @@ def fd_cost(w, data: Path, threads: int, coords: int) -> dict:
     limiter = limit_threads(threads, with_torch=False)  # noqa: F841
     from netcli import gradcheck as gc
     from netcli.data import one_hot
-    from netcli.model import build_network
+    from netcli.prepare import build_network
     config = w.config(data, 1)
     net = build_network(config, dtype=np.float64)
     arrays = np.load(data)

@@ -12,8 +12,9 @@ from netcli.config import Config
 from netcli.data import (Preprocessing, Split, check_table_finite, class_labels, make_split, read_table,
                          split_indices)
 from netcli.errors import NetcliError
-from netcli.nn import LAYERS, LOSSES, REGULARIZERS, Network
+from netcli.nn import LOSSES, Network
 from netcli.nn.network import BuildError
+from netcli.nn.regularizers import make_penalties
 from netcli.nn.tasks import Task, task_for
 from netcli.runs.weights import load_weights_into
 
@@ -46,20 +47,13 @@ def input_shape(config: Config) -> tuple[int, ...]:
     return (shape,) if isinstance(shape, int) else tuple(shape)
 
 
-def penalties(config: Config) -> tuple[list, list]:
-    """(weight penalties, activation penalties) of the regularization section; a zero strength adds nothing."""
-    r = config.spec.regularization
-    weights = [REGULARIZERS.get(name)(strength) for name, strength in (("l2", r.l2), ("l1", r.l1)) if strength]
-    activations = [REGULARIZERS.build({"type": "sparsity", **r.sparsity.model_dump()})] if r.sparsity else []
-    return weights, activations
-
-
 def build_network(config: Config, dtype=None, rng: np.random.Generator | None = None) -> Network:
     """Layers, loss and penalties from the config; parameters drawn from rng (default: the
     config's seed) with the config's initializer. dtype overrides config.dtype (gradcheck: float64)."""
     layers = [block.build() for block in config.spec.model.layers]
     try:
-        net = Network(layers, input_shape(config), LOSSES.build(config.spec.loss), *penalties(config),
+        regularization = {k: v for k, v in config.spec.regularization.model_dump().items() if v is not None}
+        net = Network(layers, input_shape(config), LOSSES.build(config.spec.loss), *make_penalties(regularization),
                       dtype=dtype or config.spec.dtype)
     except BuildError as e:
         raise config.error(e.key, str(e)) from None

@@ -15,7 +15,8 @@ from netcli.log import Reporter
 from netcli.nn import ACTIVATIONS, LOSSES
 from netcli.optim import OPTIMIZERS
 from netcli.runs import RunDir
-from netcli.training import Trainer, prepare, rng_streams
+from netcli.prepare import prepare, rng_streams
+from netcli.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # benchmarks/ is a top-level package beside netcli/, not installed

@@ -61,7 +61,7 @@ def config_error(tmp_path, text: str, overrides=()) -> tuple[str, str]:
 
 def test_base_config_is_valid(tmp_path):
     config = load_config(write_config(tmp_path, BASE, "x"))
-    assert config.spec.model.layers[1]["units"] == 3
+    assert config.spec.model.layers[1].args["units"] == 3
     assert config.name == "x"
 
 
@@ -218,7 +218,7 @@ def test_early_stopping_with_validation_data_is_fine(tmp_path):
 
 
 def test_output_units_mismatch_is_named_by_layer_key(tmp_path):
-    from netcli.training import prepare
+    from netcli.prepare import prepare
 
     cfg = digits_config(model={"layers": [{"type": "dense", "units": 16, "activation": "relu"},
                                           {"type": "dense", "units": 8, "activation": "softmax"}]})
@@ -249,20 +249,20 @@ def test_output_units_mismatch_is_named_by_layer_key(tmp_path):
 ])
 def test_set_overrides_any_key(tmp_path, override, check):
     config = load_config(write_config(tmp_path, BASE, "x"), [override])
-    assert check(config.resolved), config.resolved
+    assert check(config.as_dict()), config.as_dict()
 
 
 def test_set_can_switch_a_string_shorthand_to_a_mapping(tmp_path):
     text = BASE.replace("optimizer:\n  type: adam\n  lr: 0.01\n", "optimizer: sgd\n")
     config = load_config(write_config(tmp_path, text, "x"), ["optimizer.lr=0.5"])
-    assert config.resolved["optimizer"] == {"type": "sgd", "lr": 0.5}
+    assert config.as_dict()["optimizer"] == {"type": "sgd", "lr": 0.5}
 
 
 def test_several_overrides_apply_in_order(tmp_path):
     config = load_config(write_config(tmp_path, BASE, "x"),
                          ["optimizer.lr=0.1", "optimizer.lr=0.2", "model.layers.0.units=5"])
-    assert config.resolved["optimizer"]["lr"] == 0.2
-    assert config.resolved["model"]["layers"][0]["units"] == 5
+    assert config.as_dict()["optimizer"]["lr"] == 0.2
+    assert config.as_dict()["model"]["layers"][0]["units"] == 5
 
 
 @pytest.mark.parametrize("override,says", [
@@ -302,7 +302,7 @@ model:
 
 
 def test_resolved_config_has_every_default_filled_in():
-    r = parse_config(MINIMAL, "min.yaml").resolved
+    r = parse_config(MINIMAL, "min.yaml").as_dict()
     assert r["seed"] == 0 and r["dtype"] == "float32"
     assert r["data"]["normalize"] == "none"
     assert r["data"]["validation_split"] == 0
@@ -322,7 +322,7 @@ def test_resolved_config_has_every_default_filled_in():
 def test_resolved_component_defaults_and_shorthands():
     text = MINIMAL + "optimizer: momentum\ntraining: {schedule: cosine, early_stopping: {patience: 2}}\n" \
                      "data: {validation_split: 0.2}\n"
-    r = parse_config(text).resolved
+    r = parse_config(text).as_dict()
     assert r["optimizer"] == {"type": "momentum", "lr": 0.01, "momentum": 0.9}
     assert r["training"]["schedule"] == {"type": "cosine", "min_lr": 0.0}
     es = r["training"]["early_stopping"]
@@ -333,7 +333,7 @@ def test_resolved_config_round_trips(tmp_path):
     config = load_config(write_config(tmp_path, BASE, "x"), ["optimizer.lr=0.5"])
     dumped = dump_config(config)
     again = parse_config(dumped, "again.yaml")
-    assert again.resolved == config.resolved
+    assert again.as_dict() == config.as_dict()
     assert dump_config(again) == dumped
 
 

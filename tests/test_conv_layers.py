@@ -339,7 +339,7 @@ def test_sizes_that_do_not_fit_are_build_errors(layer, in_shape, message):
 
 def test_digits_cnn_config_builds_with_sensible_shapes():
     from netcli.config import load_config
-    from netcli.model import build_network
+    from netcli.prepare import build_network
 
     config = load_config(ROOT / "configs" / "digits_cnn.yaml")
     net = build_network(config, dtype=np.float64)

@@ -11,11 +11,12 @@ import pytest
 
 from netcli.api import load_run
 from netcli.config import load_config
+from netcli.nn.tasks import CLASSIFICATION
 from netcli.data import (Preprocessing, batches, class_labels, make_split, one_hot, read_table,
                          split_indices)
 from netcli.errors import DataError
 from netcli.nn import LAYERS
-from netcli.training import prepare, rng_streams
+from netcli.prepare import prepare, rng_streams
 
 from helpers import (DIGITS_TEST, DIGITS_TRAIN, assert_user_error, blobs_csv, digits_config, invoke,
                      load_csv, load_weights, train_config, write_config, write_csv)
@@ -487,7 +488,7 @@ def test_flat_rows_are_reshaped_to_model_input(tmp_path, digits):
     X, y, _, _ = digits
     table = read_table(str(DIGITS_TRAIN), "label")
     prep = Preprocessing.fit(table.X, "none", class_labels(table.target), (1, 8, 8))
-    split = make_split(table, prep, "classification", np.float32)
+    split = make_split(table, prep, CLASSIFICATION, np.float32)
     assert split.X.shape == (1437, 1, 8, 8)
     np.testing.assert_array_equal(split.X, X.reshape(-1, 1, 8, 8).astype(np.float32))
     np.testing.assert_array_equal(split.X[3, 0, 2], X[3, 16:24])   # row-major: image row 2
@@ -513,7 +514,7 @@ def test_model_input_that_does_not_fit_the_rows(tmp_path):
     table = read_table(str(DIGITS_TRAIN), "label")
     prep = Preprocessing.fit(table.X, "none", class_labels(table.target), (1, 8, 7))
     with pytest.raises(DataError, match=r"64 feature values.*\[1, 8, 7\].*56"):
-        make_split(table, prep, "classification", np.float32)
+        make_split(table, prep, CLASSIFICATION, np.float32)
 
 
 def test_model_input_mismatch_through_a_config(tmp_path):

@@ -12,7 +12,9 @@ from scipy.optimize import minimize
 from netcli.config import load_config
 from netcli.errors import Interrupted
 from netcli.optim import OPTIMIZERS
-from netcli.training import load_weights_into, prepare, resume
+from netcli.prepare import prepare
+from netcli.runs.weights import load_weights_into
+from netcli.training import resume
 
 from helpers import (StopAt, digits_config, load_weights, read_metrics, train_config, write_config,
                      write_csv)

@@ -404,7 +404,7 @@ def test_shapes_and_parameter_specs(kind, gates, biases, return_sequences):
 def test_config_blocks_are_checked_against_the_signature(tmp_path):
     from netcli.config import load_config
     from netcli.errors import ConfigError
-    from netcli.model import build_network
+    from netcli.prepare import build_network
 
     def config(layer):
         path = tmp_path / "c.yaml"
@@ -413,7 +413,7 @@ def test_config_blocks_are_checked_against_the_signature(tmp_path):
         return path
 
     cfg = load_config(config("{type: lstm, units: 8, bptt: 4}"))
-    assert cfg.resolved["model"]["layers"][0] == {"type": "lstm", "units": 8, "return_sequences": False,
+    assert cfg.as_dict()["model"]["layers"][0] == {"type": "lstm", "units": 8, "return_sequences": False,
                                                   "bptt": 4}
     net = build_network(cfg)
     assert net.output_shape == (1,)

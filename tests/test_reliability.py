@@ -151,7 +151,8 @@ def test_divergence_is_diagnosed_and_keeps_the_last_good_checkpoint(tmp_path):
 def test_checkpoint_every_n_epochs(tmp_path):
     cfg = digits_config(training={"epochs": 5, "checkpoint_every": 2, "batch_size": 64})
     from netcli.config import validate
-    from netcli.training import Trainer, prepare, rng_streams
+    from netcli.prepare import prepare, rng_streams
+    from netcli.training import Trainer
     from netcli.log import Reporter
     config = validate(cfg)
     rngs = rng_streams(0)

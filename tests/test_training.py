@@ -15,7 +15,8 @@ import yaml
 import netcli
 from netcli.config import load_config
 from netcli.errors import Interrupted, JobFailed, NetcliError
-from netcli.training import prepare, resume, train
+from netcli.prepare import prepare
+from netcli.training import resume, train
 
 from helpers import (DIGITS_TEST, DIGITS_TRAIN, StopAt, assert_user_error, digits_config, invoke,
                      load_csv, load_weights, read_metrics, regression_config, train_config,
@@ -160,10 +161,10 @@ def test_run_directory_layout(finished):
 def test_run_keeps_the_resolved_config(finished):
     result, path = finished
     kept = yaml.safe_load((result.run_dir / "config.yaml").read_text())
-    assert kept == load_config(path).resolved
+    assert kept == load_config(path).as_dict()
     assert kept["training"]["schedule"] == {"type": "constant"}       # defaults filled in
     assert kept["dtype"] == "float32" and "beta1" in kept["optimizer"]
-    assert load_config(result.run_dir / "config.yaml").resolved == kept
+    assert load_config(result.run_dir / "config.yaml").as_dict() == kept
 
 
 def test_run_files_are_readable_like_any_other_file(finished):
