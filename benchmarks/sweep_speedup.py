@@ -100,7 +100,7 @@ def warm_cluster(workers: int):
 
     from netcli import sweep
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR, env=sweep._ONE_THREAD_ENV, preload=["netcli.sweep"])
+                           silence_logs=logging.ERROR, env=sweep.ONE_THREAD_ENV, preload=["netcli.sweep"])
     client = Client(cluster)
     client.wait_for_workers(workers)
     return cluster, client

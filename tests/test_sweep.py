@@ -23,6 +23,7 @@ pytest.importorskip("distributed")
 
 import netcli
 from netcli import sweep as sweeps
+from netcli.sweep import cluster as sweep_cluster
 from netcli.errors import ConfigError
 from netcli.training import train
 
@@ -36,7 +37,7 @@ def client():
     import logging
     from distributed import Client, LocalCluster
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR, env=sweeps._ONE_THREAD_ENV, preload=["netcli.sweep"])
+                           silence_logs=logging.ERROR, env=sweeps.ONE_THREAD_ENV, preload=["netcli.sweep"])
     client = Client(cluster)
     yield client
     client.close()
@@ -66,7 +67,7 @@ def test_grid_trials_names_seeds_and_overrides(tmp_path):
     assert seed == int(np.random.SeedSequence(0).spawn(1)[0].generate_state(1)[0])
     for t in plan.trials:  # one replicate: every point starts from the same draw
         assert t.seed == seed == t.config.spec.seed
-        assert t.config.resolved["optimizer"]["lr"] == t.overrides["optimizer.lr"]
+        assert t.config.as_dict()["optimizer"]["lr"] == t.overrides["optimizer.lr"]
     assert not (tmp_path / "sw").exists()                           # planning writes nothing
 
 
@@ -102,7 +103,7 @@ def test_random_log_ranges_are_in_range_and_reproducible(tmp_path):
 def test_grid_values_are_yaml(tmp_path):
     plan = sweeps.plan(write_config(tmp_path, small_digits()),
                        ["optimizer={type: sgd, lr: 0.1},adam", "data.shuffle=true,false"])
-    assert [t.config.resolved["optimizer"]["type"] for t in plan.trials] == ["sgd", "sgd", "adam", "adam"]
+    assert [t.config.as_dict()["optimizer"]["type"] for t in plan.trials] == ["sgd", "sgd", "adam", "adam"]
     assert [t.config.spec.data.shuffle for t in plan.trials] == [True, False, True, False]
     assert plan.trials[0].name == "t000-optimizer_sgd-shuffle_true"
 
@@ -166,6 +167,27 @@ def test_a_combination_that_does_not_fit_is_rejected_up_front(tmp_path):
                     "--sweep-dir", tmp_path / "sw")
     assert_user_error(result, 2, "trial t001-tied_to1", "model.layers")
     assert not (tmp_path / "sw").exists()
+
+
+def test_the_sweep_and_netcli_runs_agree_on_the_best_validation(tmp_path):
+    """One rule (netcli.metrics.best_validation): a NaN epoch is left out, not picked as the max."""
+    from netcli.runs import list_runs
+    run_dir = tmp_path / "sw" / "t000-lr0.1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(small_digits()))
+    (run_dir / "metrics.jsonl").write_text("".join(
+        json.dumps({"epoch": e, "loss": 1.0 / e, "val_accuracy": v}) + "\n"
+        for e, v in ((1, float("nan")), (2, 0.5))))
+    (run_dir / "summary.json").write_text(json.dumps({"status": "finished", "epochs": 2}))
+    task = {"name": run_dir.name, "index": 0, "overrides": {"optimizer.lr": 0.1}, "seed": 0, "replicate": 0,
+            "run_dir": str(run_dir), "stop_file": str(tmp_path / "sw" / sweeps.STOP_FILE),
+            "config": small_digits(), "source": "config.yaml", "hook": None}
+    record = sweeps.run_trial(task)              # finished already: reads the run back, trains nothing
+    assert record["status"] == "finished"
+    assert record["best"] == {"metric": "val_accuracy", "value": 0.5, "epoch": 2}
+    assert sweeps.score(record) == ("val_accuracy", 0.5, True)
+    [row] = list_runs(tmp_path / "sw")
+    assert row["best_val"] == ["val_accuracy", 0.5]
 
 
 # -- running on Dask -------------------------------------------------------------------
@@ -276,7 +298,7 @@ def test_the_worker_check_reports_what_a_worker_lacks(tmp_path):
 
 
 def test_an_unreachable_scheduler_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(sweeps, "CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr(sweep_cluster, "CONNECT_TIMEOUT", "1s")
     result = invoke("sweep", write_config(tmp_path, small_digits()), "--grid", "optimizer.lr=0.01,0.1",
                     "--scheduler", "tcp://127.0.0.1:9", "--sweep-dir", tmp_path / "sw")
     assert_user_error(result, 2, "--scheduler tcp://127.0.0.1:9", "cannot reach")
