@@ -138,28 +138,49 @@ def _textbook(name, lr, grads, theta):
     return theta
 
 
-@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"])
-def test_stepper_matches_its_formula(name):
+STEPPERS = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"]
+STATE_KEYS = {"sgd": {"t"}, "momentum": {"v", "t"}, "nesterov": {"v", "t"}, "adagrad": {"G", "t"},
+              "rmsprop": {"s", "t"}, "adam": {"m", "v", "t"}}
+PARTS = [(0, 23), (23, 24), (24, 50)]     # sizes 23, 1, 26 against pieces of 8: bounds inside pieces
+
+
+def _squares(g, parts):
+    return [float(np.sum(g[lo:hi].astype(np.float64) ** 2)) for lo, hi in parts]
+
+
+@pytest.mark.parametrize("measured", [False, True], ids=["step", "step_and_measure"])
+@pytest.mark.parametrize("name", STEPPERS)
+def test_stepper_matches_its_formula(name, measured, monkeypatch):
+    """Several steps over a theta of several pieces, the parts' bounds inside pieces, against
+    the docstring's formula on the whole vector in plain NumPy; the norms are each part's."""
+    monkeypatch.setattr("netcli.optim.first_order.PIECE", 8)
     rng = np.random.default_rng(0)
-    theta = rng.normal(size=7)
-    grads = [rng.normal(size=7) for _ in range(4)]
+    theta = rng.normal(size=50)
+    grads = [rng.normal(size=50) for _ in range(4)]
     opt = OPTIMIZERS.get(name)()
     opt.setup(theta)
     mine = theta.copy()
+    buffer = np.empty_like(theta)           # step_and_measure: one gradient buffer, as in training
     for g in grads:
-        opt.step(mine, g.copy(), 0.05)
+        if measured:
+            buffer[...] = g
+            squares = opt.step_and_measure(mine, buffer, 0.05, PARTS)
+            assert squares.dtype == np.float64 and squares.shape == (3,)
+            np.testing.assert_allclose(squares, _squares(g, PARTS), rtol=1e-13)
+        else:
+            assert opt.step(mine, g.copy(), 0.05) is None
     np.testing.assert_allclose(mine, _textbook(name, 0.05, grads, theta), rtol=1e-12, atol=1e-14)
+    assert opt.t == (4 if name == "adam" else 0)          # Adam's t counts steps, not pieces
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", FIRST_ORDER)
+@pytest.mark.parametrize("name", STEPPERS)
 def test_step_and_measure_is_step_plus_the_squared_norm_of_each_part(name, dtype, monkeypatch):
-    """The fused pass (sgd, momentum, nesterov) updates exactly as step() does, in pieces
-    that straddle the parts' bounds, and sums each part's squares from those pieces."""
+    """Pieces of 8 that straddle the parts' bounds update exactly as one whole-vector piece does,
+    and each part's squares are summed from them."""
     rng = np.random.default_rng(1)
     theta = rng.normal(size=50).astype(dtype)
     grads = [rng.normal(size=50).astype(dtype) for _ in range(3)]
-    parts = [(0, 23), (23, 24), (24, 50)]     # sizes 23, 1, 26 against pieces of 8
     plain, fused = OPTIMIZERS.get(name)(), OPTIMIZERS.get(name)()
     plain.setup(theta)
     fused.setup(theta)
@@ -168,38 +189,109 @@ def test_step_and_measure_is_step_plus_the_squared_norm_of_each_part(name, dtype
         plain.step(a, g.copy(), 0.05)
         with monkeypatch.context() as m:
             m.setattr("netcli.optim.first_order.PIECE", 8)
-            squares = fused.step_and_measure(b, g.copy(), 0.05, parts)
-        expected = [float(np.sum(g[lo:hi].astype(np.float64) ** 2)) for lo, hi in parts]
-        np.testing.assert_allclose(squares, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
+            squares = fused.step_and_measure(b, g.copy(), 0.05, PARTS)
+        np.testing.assert_allclose(squares, _squares(g, PARTS), rtol=1e-5 if dtype == np.float32 else 1e-12)
     np.testing.assert_array_equal(a, b)   # the piece size changes no update
+    for k in plain.state_names:
+        np.testing.assert_array_equal(getattr(plain, k), getattr(fused, k))
 
 
-def test_a_step_runs_with_one_blas_thread_and_restores_the_count():
+def _strided(v):
+    holder = np.full(2 * v.size, np.nan, dtype=v.dtype)
+    holder[::2] = v
+    return holder[::2]
+
+
+@pytest.mark.parametrize("case", ["strided", "float32 theta, float64 grad"])
+@pytest.mark.parametrize("name", STEPPERS)
+def test_vectors_blas_cannot_update_in_place_take_the_numpy_path(name, case, monkeypatch):
+    """Strided views (theta and gradient) and mixed dtypes still follow the formula."""
+    monkeypatch.setattr("netcli.optim.first_order.PIECE", 8)
+    rng = np.random.default_rng(2)
+    theta = rng.normal(size=50)
+    grads = [rng.normal(size=50) for _ in range(3)]
+    if case == "strided":
+        mine, feed, rtol = _strided(theta), [_strided(g) for g in grads], 1e-12
+    else:
+        mine, feed, rtol = theta.astype(np.float32), grads, 2e-5
+    opt = OPTIMIZERS.get(name)()
+    opt.setup(mine)
+    for g in feed:
+        squares = opt.step_and_measure(mine, g, 0.05, PARTS)
+        np.testing.assert_allclose(squares, _squares(g, PARTS), rtol=1e-12)
+    np.testing.assert_allclose(mine, _textbook(name, 0.05, grads, theta), rtol=rtol, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", STEPPERS)
+def test_state_dict_round_trip_resumes_bit_exactly(name):
+    rng = np.random.default_rng(3)
+    theta = rng.normal(size=300_000).astype(np.float32)      # several pieces
+    grads = [rng.normal(size=theta.size).astype(np.float32) for _ in range(6)]
+    parts = [(0, 100_003), (100_003, 100_010), (100_010, theta.size)]
+    whole = OPTIMIZERS.get(name)()
+    whole.setup(theta)
+    a = theta.copy()
+    for g in grads:
+        whole.step_and_measure(a, g, 0.01, parts)
+    first = OPTIMIZERS.get(name)()
+    first.setup(theta)
+    b = theta.copy()
+    for g in grads[:3]:
+        first.step_and_measure(b, g, 0.01, parts)
+    state = {k: np.array(v, copy=True) for k, v in first.state_dict().items()}
+    assert set(state) == STATE_KEYS[name]                     # checkpoint keys unchanged
+    second = OPTIMIZERS.get(name)()
+    second.setup(b)
+    second.load_state_dict(state)
+    for g in grads[3:]:
+        second.step_and_measure(b, g, 0.01, parts)
+    np.testing.assert_array_equal(b, a)
+    for k, v in whole.state_dict().items():
+        np.testing.assert_array_equal(second.state_dict()[k], v, err_msg=k)
+
+
+def test_a_stepper_that_writes_only_its_formula_gets_pieces_norms_and_one_blas_thread(monkeypatch):
     from threadpoolctl import ThreadpoolController, threadpool_limits
-    from netcli.optim import first_order
+    from netcli.optim.first_order import Stepper, axpy
 
     def blas_threads():
-        return [lib.get_num_threads() for lib in ThreadpoolController().select(user_api="blas").lib_controllers]
+        libs = ThreadpoolController().select(user_api="blas").lib_controllers
+        return {lib.get_num_threads() for lib in libs}
 
-    seen = []
-    plain_axpy = first_order.axpy
+    class SignSGD(Stepper):
+        """theta <- theta - lr sign(g)"""
 
-    def spy(*args):
-        seen.append(blas_threads())
-        plain_axpy(*args)
+        def __init__(self):
+            super().__init__()
+            self.seen = []
 
-    with threadpool_limits(2):
+        def update(self, lr, theta, g, tmp):
+            self.seen.append((theta.size, g.size, tmp.size, blas_threads()))
+            np.sign(g, out=tmp)
+            axpy(-lr, tmp, theta)
+
+    monkeypatch.setattr("netcli.optim.first_order.PIECE", 8)
+    rng = np.random.default_rng(4)
+    theta, g = rng.normal(size=50), rng.normal(size=50)
+    opt = SignSGD()
+    opt.setup(theta)
+    mine = theta.copy()
+    with threadpool_limits(2, user_api="blas"):
         before = blas_threads()
-        opt = OPTIMIZERS.get("adam")()
-        theta = np.zeros(10, dtype=np.float32)
-        opt.setup(theta)
-        first_order.axpy = spy
-        try:
-            opt.step(theta, np.ones(10, dtype=np.float32), 0.1)
-        finally:
-            first_order.axpy = plain_axpy
-        assert seen and all(n == 1 for n in seen[0])
+        squares = opt.step_and_measure(mine, g.copy(), 0.1, PARTS)
         assert blas_threads() == before
+    np.testing.assert_allclose(squares, _squares(g, PARTS), rtol=1e-13)
+    np.testing.assert_allclose(mine, theta - 0.1 * np.sign(g), rtol=1e-15)
+    sizes = [n for n, _, _, _ in opt.seen]
+    assert sum(sizes) == 50 and max(sizes) <= 8
+    assert all(n == m == k for n, m, k, _ in opt.seen)
+    assert all(threads <= {1} for *_, threads in opt.seen)
+
+
+def test_every_optimizer_says_whether_it_is_full_batch():
+    for name in OPTIMIZERS.names():
+        assert isinstance(OPTIMIZERS.get(name).full_batch, bool), name
+    assert not set(STEPPERS) & set(FULL_BATCH)
 
 
 # -- schedules -------------------------------------------------------------------------
