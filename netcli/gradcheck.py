@@ -139,6 +139,9 @@ def check_network(net, X: np.ndarray, y: np.ndarray, *, eps: float = 1e-6, metho
 
     X: (m, *input_shape), y: (m, *output_shape). Randomness inside the network
     (dropout) is reseeded before every evaluation so all of them see the same draw.
+    The analytic side is `net.loss_and_input_grads`, whose backward is the in-place code
+    that trains; the differences come from `net.objective` (parameters) and
+    `net.objective_from(i, x, y)` (layer i's input x).
     """
     if net.dtype != np.float64:
         raise TypeError("check_network needs a float64 network")
@@ -151,17 +154,13 @@ def check_network(net, X: np.ndarray, y: np.ndarray, *, eps: float = 1e-6, metho
     def reseed():  # every evaluation sees the same dropout / corruption draws
         net.set_rng_state(rng_states)
 
-    net.keep_input_grads = True
-    try:
-        reseed()
-        start = time.perf_counter()
-        net.loss_and_grad(net.theta, X, y)
-        backprop_seconds = time.perf_counter() - start
-        grads = {name: g.copy() for name, g in net.grads.items()}
-        layer_inputs = [x.copy() for x in net.inputs]
-        input_grads = [g.copy() for g in net.input_grads]
-    finally:
-        net.keep_input_grads = False
+    reseed()
+    start = time.perf_counter()
+    _, _, inputs, dinputs = net.loss_and_input_grads(net.theta, X, y)
+    backprop_seconds = time.perf_counter() - start
+    grads = {name: g.copy() for name, g in net.grads.items()}
+    layer_inputs = [x.copy() for x in inputs]
+    input_grads = [g.copy() for g in dinputs]
 
     def whole_objective():
         reseed()
@@ -178,7 +177,7 @@ def check_network(net, X: np.ndarray, y: np.ndarray, *, eps: float = 1e-6, metho
         for i, (x, dx) in enumerate(zip(layer_inputs, input_grads)):
             def from_layer(i=i, x=x):
                 reseed()
-                return sum(net._objective_from(i, x, y))
+                return sum(net.objective_from(i, x, y))
             coords = pick_coordinates(x.size, max_coords, rng)
             checks.append(check_array(f"layers.{i}.input", x, dx, from_layer, eps=eps, method=method,
                                       tol=tol, coords=coords, patterns=net.kink_patterns))

@@ -13,7 +13,7 @@ from netcli.data import (Preprocessing, Split, check_table_finite, class_labels,
                          split_indices)
 from netcli.errors import NetcliError
 from netcli.nn import LOSSES, Network
-from netcli.nn.network import BuildError
+from netcli.nn.layers.base import BuildError
 from netcli.nn.regularizers import make_penalties
 from netcli.nn.tasks import Task, task_for
 from netcli.runs.weights import load_weights_into
@@ -29,6 +29,7 @@ class Prepared:
     val: Split | None
     prep: Preprocessing
     task: Task
+    test: Split | None = None     # data.test, read before training so its mistakes show at once
 
 
 def rng_streams(seed: int) -> dict[str, np.random.Generator]:
@@ -123,7 +124,8 @@ def prepare(config: Config, rngs: dict | None = None) -> Prepared:
                               f"but the network outputs {list(net.output_shape)}")
     if config.spec.model.init_from:
         load_weights_into(net, config.spec.model.init_from)
-    return Prepared(config, net, train, val, prep, task)
+    test = load_eval_split(config, prep, task, d.test, dtype) if d.test else None
+    return Prepared(config, net, train, val, prep, task, test)
 
 
 def _preview(values, n=6) -> str:

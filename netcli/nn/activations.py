@@ -1,18 +1,37 @@
-"""Activations: f and its derivative side by side.
+"""Activations: f and its derivative side by side, each written once, in place.
 
 Each activation maps a pre-activation z to a = f(z) elementwise (softmax: per row),
 and maps an upstream gradient da back to dz = da * f'(z). Where the notes do, the
 derivative is written in terms of the output a (sigmoid: a(1-a); tanh: 1-a^2).
 
-`forward` and `backward` never modify their arguments. The network, which owns the
-arrays of a training step, calls the in-place twins `forward_` (may overwrite z with a)
-and `backward_` (may overwrite da with dz); each activation overrides them only where
-its backward still holds with z replaced by a = f(z): it reads a alone, or only the
-sign of z, which a keeps (relu, leaky_relu). Softplus needs z itself and keeps the
-defaults, which call the pure versions.
+One implementation per activation: the in-place pair
+    forward_(z) -> a          may overwrite z with a (and then returns z itself)
+    backward_(z, a, da) -> dz may overwrite da with dz
+is the code that trains: the network applies it to the arrays of a training step, and
+the gradient checker sees the same code, because the pure forms are derived from it once,
+here in the base class:
+    forward(z)         = forward_(a copy of z)          never modifies z
+    backward(z, a, da) = backward_(z, a, a copy of da)  never modifies z, a or da
+(A subclass that defines `forward` or `backward` itself is refused at class creation.)
+
+After forward_, z may hold a, so backward_ must hold with z replaced by a = f(z): it
+reads a alone, or only the sign of z, which a keeps (relu, leaky_relu). An activation whose
+derivative needs z itself declares `needs_z = True`, and its forward_ leaves z intact and
+returns a new array: softplus, whose f'(z) = sigmoid(z) cannot be recovered from
+a = log(1 + e^z) without a log and an exp more than reading z.
+
+Large arrays are processed in blocks of BLOCK elements (`_blocks`), so the several passes
+of one activation over a block run in cache; the result does not depend on the block size
+(tests/test_activations.py compares blocked and unblocked results bit for bit).
+
+Each activation declares the set its outputs lie in (`output_range`, a `Range`), so other
+components (the sparsity penalty) ask it instead of comparing names.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,25 +65,78 @@ def _scratch(pieces: list[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
     return [buf[:p[0].size] for p in pieces]
 
 
+def logistic(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """sigmoid(z) = 1 / (1 + e^-z) = 0.5 (1 + tanh(z / 2)), which never overflows (e^-z does,
+    for z below about -88 in float32). Written into out (which may be z itself: in place);
+    out=None: a new array. The sigmoid activation, the recurrent gates and the binary
+    cross-entropy all compute it here."""
+    out = np.multiply(z, 0.5, out=out)
+    np.tanh(out, out=out)
+    out += 1.0
+    out *= 0.5
+    return out
+
+
+@dataclass(frozen=True)
+class Range:
+    """The set f maps the real line into, as mathematics has it (rounding can land on an open
+    end: float32 sigmoid(20) is 1.0). Open at an end unless that end is marked closed."""
+
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_closed: bool = False
+    hi_closed: bool = False
+
+    def within(self, other: "Range") -> bool:
+        """Every value of self lies in other."""
+        lo_ok = self.lo > other.lo or (self.lo == other.lo and (other.lo_closed or not self.lo_closed))
+        hi_ok = self.hi < other.hi or (self.hi == other.hi and (other.hi_closed or not self.hi_closed))
+        return lo_ok and hi_ok
+
+    def __str__(self) -> str:
+        return (f"{'[' if self.lo_closed else '('}{self.lo:g}, "
+                f"{self.hi:g}{']' if self.hi_closed else ')'}")
+
+
+REAL_LINE = Range()
+OPEN_UNIT = Range(0.0, 1.0)
+
+
 class Activation:
-    """z: any shape -> a: same shape."""
+    """z: any shape -> a: same shape. Subclasses implement forward_ and backward_ (see the
+    module docstring); forward and backward are derived from them here."""
 
-    def forward(self, z: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+    output_range: Range = REAL_LINE
+    needs_z = False   # True: backward_ reads z itself, so forward_ leaves z intact
 
-    def backward(self, z: np.ndarray, a: np.ndarray, da: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        twins = sorted({"forward", "backward"} & set(vars(cls)))
+        if twins:
+            raise TypeError(f"{cls.__name__} defines {', '.join(twins)}: an activation implements "
+                            f"forward_ and backward_ only (in place), and the pure forms are derived "
+                            f"from them, so the gradient checker sees the code that trains")
 
     def forward_(self, z: np.ndarray) -> np.ndarray:
-        """f(z), allowed to overwrite z; then backward_ may receive a in place of z."""
-        return self.forward(z)
+        """f(z), allowed to overwrite z (unless needs_z); then backward_ may receive a as z."""
+        raise NotImplementedError
 
     def backward_(self, z: np.ndarray, a: np.ndarray, da: np.ndarray) -> np.ndarray:
-        """dz, allowed to overwrite da; z may be a itself (after forward_)."""
-        return self.backward(z, a, da)
+        """dz, allowed to overwrite da; z is what forward_ left in its argument: a itself,
+        unless needs_z."""
+        raise NotImplementedError
+
+    def forward(self, z: np.ndarray) -> np.ndarray:
+        """f(z) as a new array; z is left untouched."""
+        return self.forward_(z.copy(order="K"))
+
+    def backward(self, z: np.ndarray, a: np.ndarray, da: np.ndarray) -> np.ndarray:
+        """dz as a new array; z, a and da are left untouched."""
+        return self.backward_(z, a, da.copy(order="K"))
 
     def kink_pattern(self, z: np.ndarray) -> np.ndarray | None:
         """Which side of each non-differentiable point z lies on (None: smooth everywhere).
+        z may be a (after forward_), as for backward_.
 
         The gradient checker compares patterns before and after a perturbation to
         tell a real gradient bug from a finite difference that straddles a kink.
@@ -79,36 +151,23 @@ class Activation:
 class Linear(Activation):
     """f(z) = z;  f'(z) = 1"""
 
-    def forward(self, z):
+    def forward_(self, z):
         return z
 
-    def backward(self, z, a, da):
+    def backward_(self, z, a, da):
         return da
-
-
-def _logistic_of_half(h: np.ndarray) -> np.ndarray:
-    """h = z/2 -> 1 / (1 + e^-z) in place, as 0.5 (1 + tanh(z/2)), which never overflows."""
-    np.tanh(h, out=h)
-    h += 1.0
-    h *= 0.5
-    return h
 
 
 @ACTIVATIONS.register("sigmoid")
 class Sigmoid(Activation):
     """f(z) = 1 / (1 + e^-z);  f'(z) = a (1 - a)"""
 
-    def forward(self, z):
-        return _logistic_of_half(np.multiply(z, 0.5))
+    output_range = OPEN_UNIT
 
     def forward_(self, z):
         for (piece,) in _blocks(z):
-            piece *= 0.5
-            _logistic_of_half(piece)
+            logistic(piece, out=piece)
         return z
-
-    def backward(self, z, a, da):
-        return da * a * (1.0 - a)
 
     def backward_(self, z, a, da):
         pieces = _blocks(a, da)
@@ -123,11 +182,7 @@ class Sigmoid(Activation):
 class Tanh(Activation):
     """f(z) = tanh(z);  f'(z) = 1 - a^2"""
 
-    def forward(self, z):
-        return np.tanh(z)
-
-    def backward(self, z, a, da):
-        return da * (1.0 - a * a)
+    output_range = Range(-1.0, 1.0)
 
     def forward_(self, z):
         return np.tanh(z, out=z)
@@ -145,11 +200,7 @@ class Tanh(Activation):
 class ReLU(Activation):
     """f(z) = max(0, z);  f'(z) = 1 if z > 0 else 0 (the notes' subgradient at 0 is 0)"""
 
-    def forward(self, z):
-        return np.maximum(z, 0.0)
-
-    def backward(self, z, a, da):
-        return da * (z > 0)
+    output_range = Range(0.0, math.inf, lo_closed=True)
 
     def forward_(self, z):
         return np.maximum(z, 0.0, out=z)   # a > 0 exactly where z > 0: backward_ reads that
@@ -165,22 +216,33 @@ class ReLU(Activation):
 
 @ACTIVATIONS.register("leaky_relu")
 class LeakyReLU(Activation):
-    """f(z) = z if z > 0 else alpha z;  f'(z) = 1 if z > 0 else alpha (alpha at 0)"""
+    """f(z) = z if z > 0 else alpha z;  f'(z) = 1 if z > 0 else alpha (alpha at 0)
+
+    In place as max(z, alpha z) for alpha <= 1 and min(z, alpha z) for alpha > 1; either way
+    a > 0 exactly where z > 0, which is all backward_ reads.
+    """
 
     def __init__(self, alpha: NonNegativeFloat = 0.01):
         self.alpha = alpha
 
-    def forward(self, z):
-        return np.where(z > 0, z, self.alpha * z)
-
-    def backward(self, z, a, da):
-        return np.where(z > 0, da, self.alpha * da)
+    @property
+    def output_range(self):
+        return Range(0.0, math.inf, lo_closed=True) if self.alpha == 0 else REAL_LINE
 
     def forward_(self, z):
-        if self.alpha > 1:
-            return self.forward(z)
-        # max(z, alpha z) for 0 <= alpha <= 1; a > 0 exactly where z > 0, as backward reads
-        return np.maximum(z, self.alpha * z, out=z)
+        pick = np.maximum if self.alpha <= 1 else np.minimum
+        pieces = _blocks(z)
+        for (z_,), scaled in zip(pieces, _scratch(pieces)):
+            np.multiply(z_, self.alpha, out=scaled)
+            pick(z_, scaled, out=z_)
+        return z
+
+    def backward_(self, z, a, da):
+        pieces = _blocks(z, da)
+        for (z_, da_), scaled in zip(pieces, _scratch(pieces)):
+            np.multiply(da_, self.alpha, out=scaled)
+            np.copyto(da_, scaled, where=~(z_ > 0))   # alpha da where z <= 0 (and where z is NaN)
+        return da
 
     def kink_pattern(self, z):
         return z > 0
@@ -191,13 +253,22 @@ class LeakyReLU(Activation):
 
 @ACTIVATIONS.register("softplus")
 class Softplus(Activation):
-    """f(z) = log(1 + e^z);  f'(z) = sigmoid(z)"""
+    """f(z) = log(1 + e^z);  f'(z) = sigmoid(z)
 
-    def forward(self, z):
+    The derivative needs z itself (`needs_z`): forward_ returns a new array and leaves z be.
+    """
+
+    output_range = Range(0.0, math.inf)
+    needs_z = True
+
+    def forward_(self, z):
         return np.logaddexp(0.0, z).astype(z.dtype, copy=False)
 
-    def backward(self, z, a, da):
-        return da * (0.5 * (1.0 + np.tanh(0.5 * z)))
+    def backward_(self, z, a, da):
+        pieces = _blocks(z, da)
+        for (z_, da_), slope in zip(pieces, _scratch(pieces)):
+            da_ *= logistic(z_, out=slope)
+        return da
 
 
 @ACTIVATIONS.register("softmax")
@@ -209,13 +280,7 @@ class Softmax(Activation):
     backward is not used; it serves softmax outputs under other losses.
     """
 
-    def forward(self, z):
-        e = np.exp(z - z.max(axis=-1, keepdims=True))
-        e /= e.sum(axis=-1, keepdims=True)
-        return e
-
-    def backward(self, z, a, da):
-        return a * (da - (da * a).sum(axis=-1, keepdims=True))
+    output_range = OPEN_UNIT   # (exactly 1 when the last axis has a single entry)
 
     def forward_(self, z):
         z -= z.max(axis=-1, keepdims=True)
@@ -231,9 +296,4 @@ class Softmax(Activation):
 
 def make_activation(spec: str | dict | None) -> Activation:
     """'relu' or {type: leaky_relu, alpha: 0.1} -> an Activation instance."""
-    if spec is None:
-        return Linear()
-    if isinstance(spec, str):
-        return ACTIVATIONS.get(spec)()
-    options = dict(spec)
-    return ACTIVATIONS.get(options.pop("type"))(**options)
+    return ACTIVATIONS.build("linear" if spec is None else spec)

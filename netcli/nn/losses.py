@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from netcli.nn.activations import logistic
 from netcli.nn.tasks import BINARY, CLASSIFICATION, REGRESSION, Task
 from netcli.registry import Registry
 
@@ -89,5 +90,4 @@ class SigmoidBinaryCrossEntropy(Loss):
         return float(per_unit.sum()) / self.m
 
     def backward(self):
-        s = 0.5 * (1.0 + np.tanh(0.5 * self.z))
-        return (s - self.y) / self.m
+        return (logistic(self.z) - self.y) / self.m

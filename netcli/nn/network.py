@@ -15,16 +15,10 @@ import numpy as np
 
 from netcli.errors import NetcliError
 from netcli.nn.init import INITIALIZERS
-from netcli.nn.layers.base import Layer, ParamSpec
+from netcli.nn.layers.base import BuildError, Layer, ParamSpec
 from netcli.nn.losses import Loss
 
-
-class BuildError(NetcliError):
-    """The pieces do not fit together; `key` names the config key to blame."""
-
-    def __init__(self, message: str, key: str = "model"):
-        super().__init__(message)
-        self.key = key
+__all__ = ["BuildError", "Network", "ParamSlot"]   # BuildError lives in layers/base.py
 
 
 @dataclass(frozen=True)
@@ -48,6 +42,11 @@ class Network:
     X: (m, *input_shape) -> forward: (m, *output_shape)
     loss_and_grad(theta, X, y) -> (J, grad) with J = data term + penalties.
     `grad` is the network's own buffer, overwritten by the next call.
+    loss_and_input_grads and objective_from see the same objective from every layer's input
+    (what the gradient checker needs beyond theta).
+
+    Each layer's hooks are called for every layer (no-ops by default, see Layer): `bind`
+    before it is built, `finish_backward` once the whole backward pass is done.
     """
 
     def __init__(self, layers: list[Layer], input_shape, loss: Loss,
@@ -60,21 +59,23 @@ class Network:
         self.dtype = np.dtype(dtype)
         self.shapes = [self.input_shape]
         for i, layer in enumerate(self.layers):
-            tied = getattr(layer, "tied_to", None)
-            if tied is not None:
-                layer.source = self.layers[tied] if tied < i else None
             try:
+                layer.bind(self.layers[:i])
                 self.shapes.append(tuple(layer.build(self.shapes[-1])))
             except BuildError as e:
                 raise BuildError(f"{layer.describe()}: {e}", f"model.layers[{i}]") from None
         self.output_shape = self.shapes[-1]
         self._check_loss_and_penalties()
         self._lay_out_parameters()
-        self.keep_input_grads = False
+        self.inputs: list[np.ndarray] = []        # of the last forward, per layer: its input x_i,
+        self.zs: list[np.ndarray] = []            # z_i (which may hold a_i: activations run in place)
+        self.activations: list[np.ndarray] = []   # and a_i
 
     # -- construction -------------------------------------------------------
 
     def _check_loss_and_penalties(self):
+        """The one place a loss's fused activation is compared with the last layer's, by name;
+        each activation penalty checks the layer it acts on itself (`check`)."""
         fused = self.loss.fused_activation
         last = self.layers[-1].activation if self.layers else None
         last_name = getattr(last, "registered_name", "linear")
@@ -83,18 +84,7 @@ class Network:
                 f"loss {self.loss.registered_name!r} needs the last layer's activation to be "
                 f"{fused!r} (it is fused into the loss), got {last_name!r}", "loss")
         for penalty in self.activation_penalties:
-            if not 0 <= penalty.layer < len(self.layers):
-                raise BuildError(f"sparsity layer {penalty.layer} is not a layer index "
-                                 f"(0..{len(self.layers) - 1})", "regularization.sparsity.layer")
-            act = getattr(self.layers[penalty.layer].activation, "registered_name", "linear")
-            if act not in ("sigmoid", "softmax"):
-                raise BuildError(f"sparsity needs activations in (0, 1): layer {penalty.layer} "
-                                 f"has activation {act!r}; use sigmoid", "regularization.sparsity.layer")
-            if penalty.layer == len(self.layers) - 1 and fused:
-                raise BuildError("sparsity cannot act on the output layer of a loss with a fused "
-                                 "activation", "regularization.sparsity.layer")
-            if not 0 < penalty.rho < 1:
-                raise BuildError(f"rho must lie in (0, 1), got {penalty.rho}", "regularization.sparsity.rho")
+            penalty.check(self.layers, fused_output=fused is not None)
 
     def _lay_out_parameters(self):
         specs = [(i, attr, spec) for i, layer in enumerate(self.layers)
@@ -210,43 +200,82 @@ class Network:
         self.inputs, self.zs, self.activations = [], [], []
         return self._objective_from(0, self._check_input(X), y.astype(self.dtype, copy=False), train)
 
+    def objective_from(self, i: int, x: np.ndarray, y: np.ndarray, train: bool = True) -> tuple[float, float]:
+        """(data term, penalty) with layer i's input replaced by x, at the current theta.
+
+        x: (m, *shapes[i]). Layers i, i+1, ... run forward from x; the layers before i keep
+        what the last forward of the whole network (objective, loss_and_grad) computed, so a
+        penalty on their activations is a constant here. The gradient checker differentiates
+        this in x to check d J / d (layer i's input), which `loss_and_input_grads` returns.
+        """
+        if not 0 <= i < len(self.layers):
+            raise IndexError(f"layer {i} is not a layer index (0..{len(self.layers) - 1})")
+        if len(self.inputs) < i:
+            raise NetcliError("objective_from needs a forward of the whole network first "
+                              "(objective or loss_and_grad)")
+        if tuple(x.shape[1:]) != self.shapes[i]:
+            raise NetcliError(f"layer {i}'s input has shape {list(self.shapes[i])} per example, "
+                              f"got {list(x.shape[1:])}")
+        return self._objective_from(i, x.astype(self.dtype, copy=False), y.astype(self.dtype, copy=False),
+                                    train)
+
     def loss_and_grad(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray,
                       train: bool = True) -> tuple[float, np.ndarray]:
         """J(theta) on the batch (X, y) and dJ/dtheta (the network's grad buffer)."""
+        J, _ = self._loss_and_grad(theta, X, y, train, keep_input_grads=False)
+        return J, self.grad
+
+    def loss_and_input_grads(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, train: bool = True
+                             ) -> tuple[float, np.ndarray, list[np.ndarray], list[np.ndarray]]:
+        """loss_and_grad, and every layer's input with its gradient: (J, grad, inputs, input_grads).
+
+        inputs[i]: what layer i received in this forward (inputs[0]: X in the network's dtype);
+        input_grads[i] = dJ / d inputs[i], layer 0's included. The backward is loss_and_grad's
+        own code, the activations' in-place `backward_`; it copies an upstream gradient
+        before an activation overwrites it only where that gradient is kept here. All arrays
+        are the network's own, valid until its next call.
+        """
+        J, input_grads = self._loss_and_grad(theta, X, y, train, keep_input_grads=True)
+        return J, self.grad, list(self.inputs), input_grads
+
+    def _loss_and_grad(self, theta, X, y, train, keep_input_grads):
         data, penalty = self.objective(theta, X, y, train)
         self.last_terms = (data, penalty)
-        self._backward(self.loss.backward())
+        input_grads = self._backward(self.loss.backward(), keep_input_grads)
         w, gw = self.theta[:self.n_weights], self.grad[:self.n_weights]
         for p in self.weight_penalties:
             p.add_grad(w, gw)
-        return data + penalty, self.grad
+        return data + penalty, input_grads
 
-    def _backward(self, d_out):
+    def _backward(self, d_out, keep_input_grads: bool = False) -> list[np.ndarray] | None:
+        """Backpropagate d_out (d loss / d output) through the layers into grad; with
+        keep_input_grads, return d J / d (layer i's input) for every layer i."""
         last = len(self.layers) - 1
         fused = self.loss.fused_activation is not None
         by_layer = {}
         for p in self.activation_penalties:
             by_layer.setdefault(p.layer, []).append(p)
-        self.input_grads = [None] * len(self.layers)
-        keep = self.keep_input_grads
+        input_grads = [None] * len(self.layers) if keep_input_grads else None
         d = d_out.astype(self.dtype, copy=False)
         for i in range(last, -1, -1):
             layer = self.layers[i]
+            kept = keep_input_grads and i < last   # d is input_grads[i + 1] (or a view of it)
             for p in by_layer.get(i, ()):
                 d = d + p.grad(self.activations[i])
+                kept = False
             act = layer.activation
             if act is not None and not (fused and i == last):
-                # d is this step's own array (from the loss or the layer above), so the
-                # activation may overwrite it, unless it is kept as an input gradient
-                d = (act.backward if keep else act.backward_)(self.zs[i], self.activations[i], d)
-            need_dx = i > 0 or self.keep_input_grads
-            d = layer.backward(d, need_dx=need_dx)
-            if self.keep_input_grads:
-                self.input_grads[i] = d
+                # d is this step's own array (from the loss, the layer above or the sum with a
+                # penalty's gradient), so the activation may overwrite it, unless it is kept
+                if kept:
+                    d = d.copy(order="K")
+                d = act.backward_(self.zs[i], self.activations[i], d)
+            d = layer.backward(d, need_dx=i > 0 or keep_input_grads)
+            if keep_input_grads:
+                input_grads[i] = d
         for layer in self.layers:
-            finish = getattr(layer, "finish_backward", None)
-            if finish is not None:
-                finish()
+            layer.finish_backward()
+        return input_grads
 
     def kink_patterns(self) -> list[np.ndarray]:
         """Discrete choices of the last forward: ReLU sides, maxout and max-pool winners."""

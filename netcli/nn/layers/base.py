@@ -1,10 +1,23 @@
-"""What every layer offers the network."""
+"""What every layer offers the network, and the error it raises when the pieces do not fit."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from netcli.errors import NetcliError
+
+
+class BuildError(NetcliError):
+    """The pieces do not fit together; `key` names the config key to blame.
+
+    A layer raises it from `bind` or `build` with the default key; the network prefixes the
+    layer's description and blames `model.layers[i]`."""
+
+    def __init__(self, message: str, key: str = "model"):
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -31,10 +44,26 @@ class Layer:
     vector theta (`self.W`), and its gradient a view into the flat gradient
     (`self.dW`); backward assigns into those views with `[...] =`.
     An optional `activation` attribute is applied by the network after forward.
+
+    The network calls, for every layer, in this order:
+        bind(earlier)        once, before build: the layers before this one, for a layer that
+                             works with another (dense_tied reuses an earlier layer's weights)
+        build(in_shape)      once: per-example input shape -> output shape
+        param_specs()        once, after build: the tensors to lay out in theta
+        forward(x, train)    per step, layer by layer
+        backward(dy, need_dx) per step, from the last layer to the first
+        finish_backward()    per step, once every layer's backward has run: for a gradient
+                             that belongs to another layer's tensor (dense_tied adds its
+                             share into its source's dW, which that layer's backward assigns)
+    bind and finish_backward do nothing unless a layer needs them.
     """
 
     activation = None
     rng: np.random.Generator | None = None
+
+    def bind(self, earlier: list["Layer"]) -> None:
+        """Meet the layers before this one (earlier[j] is layer j); raise BuildError if one this
+        layer needs is missing or of the wrong kind."""
 
     def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Per-example input shape -> per-example output shape. Validates sizes."""
@@ -48,6 +77,9 @@ class Layer:
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         raise NotImplementedError
+
+    def finish_backward(self) -> None:
+        """After the whole backward pass: add what this layer owes another layer's gradient."""
 
     def kink_pattern(self) -> np.ndarray | None:
         """Discrete choices made by the last forward (max pooling, maxout argmax), or None."""

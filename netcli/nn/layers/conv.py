@@ -33,8 +33,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from netcli.nn.activations import make_activation
 from netcli.nn.layers import LAYERS
-from netcli.nn.layers.base import Layer, ParamSpec
-from netcli.nn.network import BuildError
+from netcli.nn.layers.base import BuildError, Layer, ParamSpec
 from netcli.constraints import ActivationSpec, NonNegativeInt, PositiveInt
 
 PositiveInts = PositiveInt | list[PositiveInt]

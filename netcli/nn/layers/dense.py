@@ -6,8 +6,7 @@ import numpy as np
 
 from netcli.nn.activations import make_activation
 from netcli.nn.layers import LAYERS
-from netcli.nn.layers.base import Layer, ParamSpec
-from netcli.nn.network import BuildError
+from netcli.nn.layers.base import BuildError, Layer, ParamSpec
 from netcli.constraints import ActivationSpec, NonNegativeInt, PositiveInt
 
 
@@ -79,13 +78,17 @@ class TiedDense(Layer):
     """A decoder whose weights are the transpose of an earlier dense layer's (tied weights):
     z = x @ W_src + b      x: (N, units_src) -> y: (N, D_in_src)
     Only b is its own; the gradient for W_src, dW_src += (dy.T @ x).T, is added to the
-    source layer's gradient once the whole backward pass is done (`finish_backward`).
+    source layer's gradient once the whole backward pass is done (`finish_backward`: the
+    source's own backward assigns its dW, so this share must come after it).
     """
 
     def __init__(self, tied_to: NonNegativeInt, activation: ActivationSpec = "linear"):
         self.tied_to = tied_to
         self.activation = make_activation(activation)
-        self.source: Dense | None = None  # set by the network before build
+        self.source: Dense | None = None  # set by bind, before build
+
+    def bind(self, earlier):
+        self.source = earlier[self.tied_to] if self.tied_to < len(earlier) else None
 
     def build(self, in_shape):
         src = self.source

@@ -6,7 +6,8 @@ import numpy as np
 
 from netcli.nn.layers import LAYERS
 from netcli.nn.layers.base import ParamSpec
-from netcli.nn.layers.recurrent import Recurrent, sigmoid_
+from netcli.nn.activations import logistic
+from netcli.nn.layers.recurrent import Recurrent
 
 
 @LAYERS.register("gru")
@@ -49,7 +50,7 @@ class GRU(Recurrent):
             gh += self.b_hh
             rz = a[:, :2 * H]
             rz += gh[:, :2 * H]
-            sigmoid_(rz)
+            logistic(rz, out=rz)
             r, z, n = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
             gh_n[t] = gh[:, 2 * H:]
             n += r * gh_n[t]

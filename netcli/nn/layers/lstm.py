@@ -44,9 +44,10 @@ class LSTM(Recurrent):
         N, T, _ = x.shape
         H = self.units
         dtype = self.W_hh.dtype
-        # sigmoid(z) = 0.5 tanh(0.5 z) + 0.5, so i, f, o and g = tanh(.) take one tanh over the
-        # row. The 0.5 is folded into the i, f, o rows of the weights and bias (exact: a power of
-        # two), so the GEMM delivers the tanh arguments directly. Each step is one GEMM,
+        # sigmoid(z) = 0.5 tanh(0.5 z) + 0.5 (activations.logistic), so i, f, o and g = tanh(.)
+        # take one tanh over the row. The 0.5 is folded into the i, f, o rows of the weights and
+        # bias (exact: a power of two), so the GEMM delivers the tanh arguments directly, and
+        # 0.5 t + 0.5 rounds as logistic's (t + 1) 0.5 does. Each step is one GEMM,
         # [x_t, 1, h_prev] @ [W_ih, b, W_hh].T, with the weights transposed into a contiguous
         # copy once per sequence (read ~1.3x faster than the transposed view); on one thread
         # that beats projecting all inputs in one GEMM before the loop by ~4% (RESULTS.md).

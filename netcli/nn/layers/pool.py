@@ -20,9 +20,8 @@ import itertools
 import numpy as np
 
 from netcli.nn.layers import LAYERS
-from netcli.nn.layers.base import Layer
+from netcli.nn.layers.base import BuildError, Layer
 from netcli.nn.layers.conv import PositiveInts, as_tuple, as_tuple_or_raw, check_rank, fmt
-from netcli.nn.network import BuildError
 from netcli.constraints import PositiveInt
 
 

@@ -39,18 +39,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from netcli.nn.layers.base import Layer
-from netcli.nn.network import BuildError
+from netcli.nn.layers.base import BuildError, Layer
 from netcli.constraints import PositiveInt
-
-
-def sigmoid_(z: np.ndarray) -> np.ndarray:
-    """z <- 1 / (1 + e^-z) in place, as 0.5 (1 + tanh(z / 2)) (never overflows)."""
-    z *= 0.5
-    np.tanh(z, out=z)
-    z += 1.0
-    z *= 0.5
-    return z
 
 
 class Recurrent(Layer):

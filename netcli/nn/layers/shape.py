@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 
 from netcli.nn.layers import LAYERS
-from netcli.nn.layers.base import Layer
-from netcli.nn.network import BuildError
+from netcli.nn.layers.base import BuildError, Layer
 
 
 @LAYERS.register("flatten")
