@@ -1,5 +1,8 @@
 """Convolution, pooling and shape layers: forward against slow loops written out here,
-backward against finite differences (netcli.gradcheck, float64), ties, dtypes, shapes.
+max-pool ties, dtypes, scratch buffers, shapes and build errors.
+
+Their gradients are checked in tests/test_gradients.py, case by case from the one table
+(tests/gradient_cases.py), through the layer harness on a real Network.
 """
 
 from __future__ import annotations
@@ -11,14 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cases_conv import CONV_LAYER_CASES
-from netcli.gradcheck import check_array, check_network
+from gradient_cases import cases
 from netcli.nn import LAYERS, LOSSES, Network
 from netcli.nn.network import BuildError
 
 ROOT = Path(__file__).resolve().parents[1]
-EPS = 1e-6
-TOL = 1e-7
+CONV_FAMILY = ["conv2d", "conv1d", "maxpool2d", "avgpool2d", "maxpool1d", "avgpool1d", "flatten", "reshape"]
 
 
 def rng_for(name: str) -> np.random.Generator:
@@ -155,70 +156,6 @@ def test_flatten_and_reshape_follow_row_major_order():
     assert reshape.backward(dy).shape == x.shape
 
 
-# -- gradients: every case, every tensor, float64 ---------------------------------------
-
-def case_ids():
-    return [(f"{name}[{i}]", factory) for name, factories in CONV_LAYER_CASES.items()
-            for i, factory in enumerate(factories)]
-
-
-@pytest.mark.parametrize("case_id,factory", [pytest.param(*c, id=c[0]) for c in case_ids()])
-def test_gradients_against_finite_differences(case_id, factory):
-    """objective = sum(r * forward(x)) with a random upstream gradient r; W, b and dx checked."""
-    rng = rng_for(case_id)
-    built, in_shape = factory()
-    layers = list(built) if isinstance(built, list) else [built]
-    shape, tensors = tuple(in_shape), []
-    for i, layer in enumerate(layers):
-        shape = attach(layer, shape, rng)
-        tensors += [(f"{i}.{name}", getattr(layer, name), layer) for name in layer.param_specs()]
-    x = rng.normal(size=(3, *in_shape))
-    r = rng.normal(size=(3, *shape))
-
-    def forward():
-        a = x
-        for layer in layers:
-            a = layer.forward(a, True)
-        return a
-
-    def evaluate():
-        return float(np.sum(r * forward()))
-
-    def patterns():
-        return [np.array(p) for p in (layer.kink_pattern() for layer in layers) if p is not None]
-
-    evaluate()
-    d = r
-    for layer in reversed(layers):
-        d = layer.backward(d)
-    assert d.shape == x.shape
-    analytic = {name: getattr(layer, "d" + name.split(".")[1]).copy() for name, _, layer in tensors}
-    checks = [check_array(name, p, analytic[name], evaluate, eps=EPS, tol=TOL, patterns=patterns)
-              for name, p, _ in tensors]
-    checks.append(check_array("x", x, d, evaluate, eps=EPS, tol=TOL, patterns=patterns))
-    for check in checks:
-        assert check.kinks == 0, f"{case_id}: {check.name} straddles a tie ({check.kinks} coordinates)"
-        assert check.rel_err < TOL, f"{case_id}: {check.name} relative error {check.rel_err:.3g}"
-
-
-def test_conv_backward_without_dx_fills_the_same_gradients():
-    rng = rng_for("need_dx")
-    layer = LAYERS.get("conv2d")(3, 3, stride=2, padding=1)
-    attach(layer, (2, 6, 5), rng)
-    x, dy = rng.normal(size=(4, 2, 6, 5)), rng.normal(size=(4, 3, 3, 3))
-    x0, dy0 = x.copy(), dy.copy()
-    layer.forward(x, True)
-    assert layer.backward(dy, need_dx=True) is not None
-    dW, db = layer.dW.copy(), layer.db.copy()
-    layer.dW[...], layer.db[...] = np.nan, np.nan
-    layer.forward(x, True)
-    assert layer.backward(dy, need_dx=False) is None
-    np.testing.assert_array_equal(layer.dW, dW)
-    np.testing.assert_array_equal(layer.db, db)
-    np.testing.assert_array_equal(x, x0)  # inputs untouched
-    np.testing.assert_array_equal(dy, dy0)
-
-
 # -- max pooling: ties go to exactly one input ------------------------------------------
 
 @pytest.mark.parametrize("name,in_shape,size,stride", [
@@ -253,34 +190,31 @@ def test_max_pool_ties_among_some_taps():
     np.testing.assert_array_equal(dx, [[[[0.0, 5.0], [0.0, 0.0]]]])
 
 
-# -- a whole network through check_network ------------------------------------------------
+# -- a whole network: shapes ------------------------------------------------------------
 
-def test_tiny_cnn_passes_check_network():
+def test_tiny_cnn_shapes():
+    """Its gradients: the tiny-CNN case in tests/gradient_cases.py (conv2d)."""
     layers = [LAYERS.get("conv2d")(3, 3, padding=1, activation="relu"), LAYERS.get("maxpool2d")(2),
               LAYERS.get("flatten")(), LAYERS.get("dense")(4, "softmax")]
     net = Network(layers, (2, 6, 6), LOSSES.get("cross_entropy")(), dtype=np.float64)
-    rng = rng_for("tiny_cnn")
-    net.init_params(rng)
-    net.theta[net.n_weights:] = rng.normal(scale=0.2, size=net.size - net.n_weights)
     assert net.shapes == [(2, 6, 6), (3, 6, 6), (3, 3, 3), (27,), (4,)]
-    X = rng.normal(size=(5, 2, 6, 6))
-    y = np.eye(4)[rng.integers(0, 4, size=5)]
-    report = check_network(net, X, y, eps=EPS, tol=TOL)
-    names = {t.name for t in report.tensors}
-    assert {"layers.0.W", "layers.0.b", "layers.3.W", "layers.3.b", "layers.1.input"} <= names
-    for t in report.tensors:
-        assert t.checked > 0, t.name
-        assert t.rel_err < TOL, f"{t.name}: {t.rel_err:.3g}"
-    assert report.ok
+    assert {name: p.shape for name, p in net.params.items()} == {
+        "layers.0.W": (3, 2, 3, 3), "layers.0.b": (3,), "layers.3.W": (4, 27), "layers.3.b": (4,)}
+    net.init_params(rng_for("tiny_cnn"))
+    out = net.forward(rng_for("tiny_cnn_x").normal(size=(5, 2, 6, 6)))
+    assert out.shape == (5, 4)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-12)
 
 
 # -- dtype, buffers, errors ----------------------------------------------------------------
 
-@pytest.mark.parametrize("case_id,factory", [pytest.param(*c, id=c[0]) for c in case_ids()])
+@pytest.mark.parametrize("case_id,factory", [pytest.param(*c, id=c[0]) for c in cases(["layer"])
+                                             if c[0].split(":")[1].split("[")[0] in CONV_FAMILY])
 def test_float32_stays_float32(case_id, factory):
+    """The conv, pooling and shape layers' gradient cases, layer by layer in float32."""
     rng = rng_for(case_id)
-    built, in_shape = factory()
-    layers = list(built) if isinstance(built, list) else [built]
+    case = factory()
+    layers, in_shape = case.layers, case.input_shape
     shape = tuple(in_shape)
     for layer in layers:
         shape = attach(layer, shape, rng, dtype=np.float32)

@@ -15,7 +15,6 @@ from netcli.nn.tasks import CLASSIFICATION
 from netcli.data import (Preprocessing, batches, class_labels, make_split, one_hot, read_table,
                          split_indices)
 from netcli.errors import DataError
-from netcli.nn import LAYERS
 from netcli.prepare import prepare, rng_streams
 
 from helpers import (DIGITS_TEST, DIGITS_TRAIN, assert_user_error, blobs_csv, digits_config, invoke,
@@ -494,7 +493,6 @@ def test_flat_rows_are_reshaped_to_model_input(tmp_path, digits):
     np.testing.assert_array_equal(split.X[3, 0, 2], X[3, 16:24])   # row-major: image row 2
 
 
-@pytest.mark.skipif("flatten" not in LAYERS, reason="no flatten layer registered")
 def test_model_input_image_shape_through_training_and_predict(tmp_path, digits):
     X, _, Xt, _ = digits
     cfg = digits_config(model={"input": [1, 8, 8],

@@ -1,235 +1,140 @@
-"""Every registered component against finite differences, through the one checker.
+"""Every registered component against finite differences, through one harness and one checker.
 
-Each case of tests/gradient_cases.py is checked in float64 with central
-differences (eps 1e-6) by netcli.gradcheck.check_array, contracted with a random
-upstream gradient (Chainer's habit: a plain sum hides transposed gradients).
-Then whole networks through netcli.gradcheck.check_network, and the properties
-of loss_and_grad that the optimizers rely on (dtypes, batch sizes, minibatches).
+Each case of tests/gradient_cases.py (the one table) runs through the layer harness of
+tests/helpers.py: a real float64 Network, an mse loss against random targets (a random upstream
+gradient, Chainer's habit: a plain sum hides transposed gradients) or the case's own loss,
+netcli.gradcheck.check_network on every parameter tensor and every layer's input, the gradient
+loss_and_grad hands the optimizers, and a check that no layer modifies its inputs.
+Then whole networks through the same harness, and the properties of loss_and_grad that the
+optimizers rely on (dtypes, batch sizes, minibatches).
 """
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 import pytest
 
-from gradient_cases import (ACTIVATION_CASES, LAYER_CASES, LOSS_CASES, REGULARIZER_CASES, TABLES, cases,
-                            make_targets)
-from netcli.gradcheck import check_array, check_network
-from netcli.nn import ACTIVATIONS, LAYERS, LOSSES, Network
+from gradient_cases import CASES, REGISTRIES, cases, uses
+from helpers import (GRAD_TOL, Case, assert_gradients_pass, case_network, case_rng, check_case,
+                     check_gradients, make_targets)
+from netcli.nn import LAYERS, LOSSES, Network
+from netcli.nn.layers.dense import Dense
+from netcli.nn.layers.shape import Flatten
 from netcli.nn.regularizers import make_penalties
 
-EPS = 1e-6
-TOL = 1e-7
-N = 3  # batch size of the component checks
+TOL = GRAD_TOL
 
 
-def rng_for(case_id: str) -> np.random.Generator:
-    """A generator of its own for each case, so adding a case changes no other case's numbers."""
-    return np.random.default_rng(zlib.crc32(case_id.encode()))
+# -- the components, case by case --------------------------------------------------------
+
+@pytest.mark.parametrize("case_id,factory", [pytest.param(*c, id=c[0]) for c in cases()])
+def test_gradients(case_id, factory):
+    case = factory()
+    net, result = check_case(case_id, case)
+    assert_gradients_pass(net, result, kinks=case.kinks)
 
 
-def away_from_zero(z: np.ndarray, margin: float = 1e-2) -> np.ndarray:
-    """Push z off the kink at 0 (ReLU, leaky ReLU): |z| >= margin > 1e-3."""
-    return z + np.where(z >= 0, margin, -margin)
+# -- the table covers the registries -------------------------------------------------------
 
-
-def assert_passes(check, size: int) -> None:
-    assert check.checked > 0, f"{check.name}: no coordinate checked ({check.kinks} on kinks)"
-    assert check.checked + check.kinks == size
-    assert check.rel_err < TOL, (f"{check.name}: relative error {check.rel_err:.3g} >= {TOL:g} "
-                                 f"(worst at {check.worst_index}, abs error {check.max_abs_err:.3g})")
-    assert check.ok
-
-
-# -- harnesses: one component, float64, no Network -------------------------------------
-
-def attach_parameters(layers, in_shape, rng):
-    """Build the layers in turn and lay their parameters out in one flat theta / grad, as
-    Network does; returns the output shape and {'<i>.<name>': (param view, grad view)}.
-
-    Parameters get random values (biases too, so nothing starts at a special point);
-    the gradient is filled with NaN so a backward that does not assign every entry shows.
-    """
-    shape = tuple(in_shape)
-    specs = []
-    for i, layer in enumerate(layers):
-        shape = tuple(layer.build(shape))
-        specs += [(i, name, spec) for name, spec in layer.param_specs().items()]
-    sizes = [int(np.prod(spec.shape)) for _, _, spec in specs]
-    theta = np.empty(sum(sizes))
-    grad = np.full(theta.size, np.nan)
-    tensors, offset = {}, 0
-    for (i, name, spec), size in zip(specs, sizes):
-        view = theta[offset:offset + size].reshape(spec.shape)
-        gview = grad[offset:offset + size].reshape(spec.shape)
-        setattr(layers[i], name, view)
-        setattr(layers[i], "d" + name, gview)
-        tensors[f"{i}.{name}"] = (view, gview)
-        offset += size
-    theta[...] = rng.normal(scale=0.5, size=theta.size)
-    return shape, tensors
-
-
-def as_stack(built):
-    """A case's (layer or [layers], shape) -> ([layers], shape)."""
-    layers, in_shape = built
-    return (list(layers) if isinstance(layers, (list, tuple)) else [layers]), tuple(in_shape)
-
-
-def stack_forward(layers, x):
-    for layer in layers:
-        layer.rng = np.random.default_rng(0)  # layers that draw (dropout) see the same draw each time
-        x = layer.forward(x, True)
-    return x
-
-
-def stack_backward(layers, dy, need_dx=True):
-    for i in range(len(layers) - 1, -1, -1):
-        dy = layers[i].backward(dy, need_dx=need_dx or i > 0)
-    for layer in layers:  # the network's protocol: tied layers add into their source's gradient
-        finish = getattr(layer, "finish_backward", None)
-        if finish is not None:
-            finish()
-    return dy
-
-
-def stack_patterns(layers):
-    if all(layer.kink_pattern() is None for layer in layers):
-        return None
-    return lambda: [np.array(p) for p in (layer.kink_pattern() for layer in layers) if p is not None]
-
-
-def check_layer(case_id, factory):
-    """objective = sum(r * forward(x)); analytic from backward(r)."""
-    rng = rng_for(case_id)
-    layers, in_shape = as_stack(factory())
-    out_shape, tensors = attach_parameters(layers, in_shape, rng)
-    x = rng.normal(size=(N, *in_shape))
-    r = rng.normal(size=(N, *out_shape))
-    evaluate = lambda: float(np.sum(r * stack_forward(layers, x)))  # noqa: E731
-    evaluate()
-    dx = stack_backward(layers, r)
-    assert dx.shape == x.shape
-    analytic = {name: g.copy() for name, (_, g) in tensors.items()}
-    for name, g in analytic.items():
-        assert np.all(np.isfinite(g)), f"{case_id}: backward left entries of {name}'s gradient unassigned"
-    patterns = stack_patterns(layers)
-    checks = [(check_array(name, p, analytic[name], evaluate, eps=EPS, tol=TOL, patterns=patterns), p.size)
-              for name, (p, _) in tensors.items()]
-    checks.append((check_array("x", x, dx, evaluate, eps=EPS, tol=TOL, patterns=patterns), x.size))
-    return layers, x, r, tensors, analytic, checks
-
-
-def check_activation(act, shape, rng):
-    """objective = sum(r * f(z)); analytic = backward(z, f(z), r)."""
-    z = away_from_zero(rng.normal(size=shape))
-    r = rng.normal(size=shape)
-    evaluate = lambda: float(np.sum(r * act.forward(z)))  # noqa: E731
-    a = act.forward(z)
-    dz = act.backward(z, a, r)
-    assert dz.shape == z.shape
-    patterns = (lambda: [np.array(act.kink_pattern(z))]) if act.kink_pattern(z) is not None else None
-    return check_array("z", z, dz, evaluate, eps=EPS, tol=TOL, patterns=patterns)
-
-
-# -- the components, case by case ------------------------------------------------------
-
-@pytest.mark.parametrize("case_id,factory", [pytest.param(*c, id=c[0]) for c in cases(LAYER_CASES)])
-def test_layer_gradients(case_id, factory):
-    layers, x, r, tensors, analytic, checks = check_layer(case_id, factory)
-    assert len(checks) == len(analytic) + 1  # every parameter tensor and dx
-    for check, size in checks:
-        assert_passes(check, size)
-    # need_dx=False (the first layer) skips dx but fills the same parameter gradients
-    for _, g in tensors.values():
-        g[...] = np.nan
-    stack_forward(layers, x)
-    assert stack_backward(layers, r, need_dx=False) is None
-    for name, (_, g) in tensors.items():
-        np.testing.assert_array_equal(g, analytic[name], err_msg=name)
-
-
-@pytest.mark.parametrize("case_id,factory", [pytest.param(*c, id=c[0]) for c in cases(ACTIVATION_CASES)])
-def test_activation_gradients(case_id, factory):
-    act, shape = factory()
-    check = check_activation(act, shape, rng_for(case_id))
-    assert_passes(check, int(np.prod(shape)))
-
-
-@pytest.mark.parametrize("case_id,factory", [pytest.param(*c, id=c[0]) for c in cases(LOSS_CASES)])
-def test_loss_gradients(case_id, factory):
-    """d loss / d out, where out is what the loss receives (logits for fused activations)."""
-    rng = rng_for(case_id)
-    loss, shape, kind = factory()
-    out = rng.normal(size=shape)
-    y = make_targets(kind, shape, rng)
-    value = loss.forward(out, y)
-    assert isinstance(value, float)
-    g = loss.backward()
-    assert g.shape == out.shape
-    check = check_array("out", out, g, lambda: loss.forward(out, y), eps=EPS, tol=TOL)
-    assert_passes(check, out.size)
-
-
-@pytest.mark.parametrize("case_id,factory", [pytest.param(*c, id=c[0]) for c in cases(REGULARIZER_CASES)])
-def test_regularizer_gradients(case_id, factory):
-    """objective = s * penalty; weight penalties add their gradient, activation penalties return it."""
-    rng = rng_for(case_id)
-    penalty, shape = factory()
-    s = rng.uniform(0.5, 2.0)  # upstream factor
-    if hasattr(penalty, "grad"):  # on a layer's activations, which lie in (0, 1)
-        w = rng.uniform(0.05, 0.95, size=shape)
-        analytic = s * penalty.grad(w)
-    else:  # on the weight block; add_grad adds to what is there
-        w = away_from_zero(rng.normal(size=shape), 0.05)  # l1 has a kink at 0
-        before = rng.normal(size=shape)
-        gw = before.copy()
-        penalty.add_grad(w, gw)
-        analytic = s * (gw - before)
-    assert analytic.shape == w.shape
-    check = check_array("w", w, analytic, lambda: s * penalty.value(w), eps=EPS, tol=TOL)
-    assert_passes(check, w.size)
-
-
-# -- the table covers the registries ---------------------------------------------------
-
-@pytest.mark.parametrize("kind", list(TABLES))
+@pytest.mark.parametrize("kind", list(CASES))
 def test_every_registered_component_has_a_gradient_case(kind):
-    registry, table = TABLES[kind]
+    registry, table = REGISTRIES[kind], CASES[kind]
     missing = sorted(set(registry.names()) - set(table))
     assert not missing, (f"{kind}s registered without a gradient case: {', '.join(missing)}; "
                          f"add an entry to tests/gradient_cases.py")
     stale = sorted(set(table) - set(registry.names()))
     assert not stale, f"gradient cases for {kind}s that are not registered: {', '.join(stale)}"
+    for case_id, factory in cases([kind]):   # an entry exercises the component it is filed under
+        name = case_id.split(":", 1)[1].split("[")[0]
+        assert name in uses(factory())[kind], f"{case_id} does not use the {kind} {name!r}"
 
 
-# -- inputs are left untouched -------------------------------------------------------------
-
-@pytest.mark.parametrize("case_id,factory", [pytest.param(*c, id=c[0]) for c in cases(LAYER_CASES)])
-def test_layer_leaves_its_inputs_untouched(case_id, factory):
-    rng = rng_for(case_id)
-    layers, in_shape = as_stack(factory())
-    shapes = [in_shape]
-    for layer in layers:  # each layer alone, so a stack cannot hide one layer's habit
-        out_shape, _ = attach_parameters([layer], shapes[-1], rng)
-        shapes.append(out_shape)
-    for i, layer in enumerate(layers):
-        x = rng.normal(size=(N, *shapes[i]))
-        dy = rng.normal(size=(N, *shapes[i + 1]))
-        x0, dy0 = x.copy(), dy.copy()
-        stack_forward([layer], x)
-        np.testing.assert_array_equal(x, x0, err_msg=f"{case_id}: layer {i}'s forward modified x in place")
-        layer.backward(dy)
-        np.testing.assert_array_equal(dy, dy0, err_msg=f"{case_id}: layer {i}'s backward modified dy in place")
-        np.testing.assert_array_equal(x, x0, err_msg=f"{case_id}: layer {i}'s backward modified x in place")
+def test_the_table_holds_the_conv_and_recurrent_cases():
+    """The cases once kept beside the table (conv, pooling, shape and recurrent layers), among them
+    stacks on a conv's channels-last output and recurrent stacks, are in it now."""
+    layer_cases = CASES["layer"]
+    for name, at_least in {"conv2d": 7, "conv1d": 5, "maxpool2d": 6, "avgpool2d": 6, "maxpool1d": 4,
+                           "avgpool1d": 4, "flatten": 2, "reshape": 3, "rnn": 6, "lstm": 7, "gru": 7}.items():
+        assert len(layer_cases[name]) >= at_least, name
+    stacks = {case_id for case_id, factory in cases(["layer"]) if len(factory().layers) > 1}
+    assert {"layer:maxpool2d[5]", "layer:avgpool2d[5]", "layer:flatten[1]", "layer:rnn[5]"} <= stacks
 
 
-@pytest.mark.parametrize("case_id,factory", [pytest.param(*c, id=c[0]) for c in cases(ACTIVATION_CASES)])
+# -- the harness bites -------------------------------------------------------------------
+
+def test_a_wrong_activation_derivative_fails_its_case(broken_activation):
+    net, result = check_case("broken", Case([LAYERS.get("dense")(5, broken_activation)], (3,), batch=4))
+    assert not result.ok
+    failed = {t.name for t in result.tensors if not t.ok}
+    assert {"layers.0.W", "layers.0.b", "layers.0.input"} <= failed
+    assert max(t.rel_err for t in result.tensors) > 1e-2
+    with pytest.raises(AssertionError, match="relative error"):
+        assert_gradients_pass(net, result)
+
+
+def test_wrong_derivative_is_caught_in_a_network(broken_activation):
+    net = build_net([LAYERS.get("dense")(4, broken_activation), LAYERS.get("dense")(2, "linear")],
+                    (3,), "mse")
+    X, y = batch(net, 5, "real", seed=1)
+    result = check_gradients(net, X, y)
+    assert not result.ok
+    failed = {t.name for t in result.report.tensors if not t.ok}
+    # everything below the broken unit is wrong; the output layer's own tensors are not
+    assert {"layers.0.W", "layers.0.b", "layers.0.input"} <= failed
+    assert not failed & {"layers.1.W", "layers.1.b", "layers.1.input"}
+    assert not result.training.ok
+
+
+class FlattenThatClobbersItsInput(Flatten):
+    def forward(self, x, train):
+        y = x.reshape(x.shape[0], -1).copy()
+        x *= 2.0
+        return y
+
+
+class FlattenThatClobbersDy(Flatten):
+    def backward(self, dy, need_dx=True):
+        dx = dy.reshape(dy.shape[0], *self.in_shape).copy()
+        dy[...] = 0.0
+        return dx
+
+
+class DenseThatSkipsARow(Dense):
+    """Leaves row 0 of its weight gradient as it found it, as if never written."""
+
+    def backward(self, dy, need_dx=True):
+        kept = self.dW[0].copy()
+        dx = super().backward(dy, need_dx)
+        self.dW[0] = kept
+        return dx
+
+
+@pytest.mark.parametrize("layers,message", [
+    (lambda: [LAYERS.get("dense")(3), FlattenThatClobbersItsInput(), LAYERS.get("dense")(2)],
+     "layer 1 (flatten): forward modified its input x in place"),
+    (lambda: [LAYERS.get("dense")(3), FlattenThatClobbersDy(), LAYERS.get("dense")(2)],
+     "layer 1 (flatten): backward modified dy in place"),
+    (lambda: [DenseThatSkipsARow(3, "tanh")], "layers.0.W: backward left entries of its gradient unassigned"),
+], ids=["forward-modifies-x", "backward-modifies-dy", "gradient-unassigned"])
+def test_the_harness_fails_a_layer_that_breaks_the_protocol(layers, message):
+    with pytest.raises(AssertionError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        check_case("protocol", Case(layers(), (4,)))
+
+
+def test_the_harness_leaves_the_layers_as_it_found_them():
+    net, _ = check_case("unwatched", CASES["layer"]["rnn"][5]())
+    for layer in net.layers:
+        assert "forward" not in vars(layer) and "backward" not in vars(layer)
+
+
+# -- activations: the pure forms leave their arguments alone -------------------------------
+
+@pytest.mark.parametrize("case_id,factory", [pytest.param(*c, id=c[0]) for c in cases(["activation"])])
 def test_activation_leaves_its_inputs_untouched(case_id, factory):
-    rng = rng_for(case_id)
-    act, shape = factory()
+    rng = case_rng(case_id)
+    case = factory()
+    act = case.layers[0].activation
+    shape = (case.batch, *case.input_shape[:-1], case.layers[0].units)
     z = rng.normal(size=shape)
     da = rng.normal(size=shape)
     z0, da0 = z.copy(), da.copy()
@@ -239,27 +144,6 @@ def test_activation_leaves_its_inputs_untouched(case_id, factory):
     act.backward(z, a, da)
     for name, arr, before in (("z", z, z0), ("a", a, a0), ("da", da, da0)):
         np.testing.assert_array_equal(arr, before, err_msg=f"{case_id}: backward modified {name} in place")
-
-
-# -- the checker catches a wrong derivative ------------------------------------------------
-
-def test_wrong_activation_derivative_is_caught(broken_activation):
-    act = ACTIVATIONS.get(broken_activation)()
-    check = check_activation(act, (4, 5), rng_for("broken"))
-    assert not check.ok
-    assert check.rel_err > 1e-2
-
-
-def test_wrong_derivative_is_caught_in_a_network(broken_activation):
-    net = build_net([LAYERS.get("dense")(4, broken_activation), LAYERS.get("dense")(2, "linear")],
-                    (3,), "mse")
-    X, y = batch(net, 5, "real", seed=1)
-    report = check_network(net, X, y, tol=TOL)
-    assert not report.ok
-    failed = {t.name for t in report.tensors if not t.ok}
-    # everything below the broken unit is wrong; the output layer's own tensors are not
-    assert {"layers.0.W", "layers.0.b", "layers.0.input"} <= failed
-    assert not failed & {"layers.1.W", "layers.1.b", "layers.1.input"}
 
 
 # -- whole networks ------------------------------------------------------------------------
@@ -348,14 +232,9 @@ NETS = DETERMINISTIC + ["dropout", "denoising_autoencoder"]
 def test_network_gradients(name):
     net, kind = mixed_net(name)
     X, y = batch(net, 5, kind)
-    report = check_network(net, X, y, eps=EPS, tol=TOL)
-    names = [t.name for t in report.tensors]
-    assert set(names) == set(net.params) | {f"layers.{i}.input" for i in range(len(net.layers))}
-    for t in report.tensors:
-        assert t.checked > 0, t
-        assert t.rel_err < TOL, t
-    assert report.ok
-    assert report.tol == TOL
+    result = check_gradients(net, X, y, tol=TOL)
+    assert result.report.tol == TOL
+    assert_gradients_pass(net, result, kinks=True)   # relu and maxout among them
 
 
 @pytest.mark.parametrize("name", DETERMINISTIC)
@@ -417,23 +296,18 @@ def test_minibatch_gradients_average_to_the_full_batch_gradient():
 def test_maxout_ties_are_left_out_as_kinks():
     """Two identical pieces: perturbing either one's weights changes the winner, so those
     coordinates straddle a kink and are counted, not compared; the rest still match."""
-    rng = rng_for("maxout-tie")
-    layer = LAYERS.get("maxout")(2, pieces=2)
-    _, tensors = attach_parameters([layer], (3,), rng)
+    case = Case([LAYERS.get("maxout")(2, pieces=2)], (3,))
+    rng = case_rng("maxout-tie")
+    net = case_network(case, rng)
+    layer = net.layers[0]
     layer.W[1] = layer.W[0]  # unit 0: pieces 0 and 1 tied for every input
     layer.b[1] = layer.b[0]
-    x = rng.normal(size=(N, 3))
-    r = rng.normal(size=(N, 2))
-    evaluate = lambda: float(np.sum(r * layer.forward(x, True)))  # noqa: E731
-    evaluate()
-    dx = layer.backward(r)
-    patterns = lambda: [layer.kink_pattern().copy()]  # noqa: E731
-    for name in ("0.W", "0.b"):
-        p, g = tensors[name]
-        check = check_array(name, p, g.copy(), evaluate, eps=EPS, tol=TOL, patterns=patterns)
-        assert check.kinks > 0, name
-        assert_passes(check, p.size)
+    X = rng.normal(size=(3, 3))
+    y = make_targets("real", (3, 2), rng)
+    result = check_gradients(net, X, y)
+    checks = {t.name: t for t in result.tensors}
+    for name in ("layers.0.W", "layers.0.b", "theta (loss_and_grad)"):
+        assert checks[name].kinks > 0, name
     # moving x moves both tied pieces alike: no winner changes, nothing left out
-    check = check_array("x", x, dx, evaluate, eps=EPS, tol=TOL, patterns=patterns)
-    assert check.kinks == 0
-    assert_passes(check, x.size)
+    assert checks["layers.0.input"].kinks == 0
+    assert_gradients_pass(net, result, kinks=True)

@@ -9,6 +9,8 @@ Each property is followed by focused regression tests (test_bug_*) for what it f
 
     python -m pytest tests/test_properties.py -q --hypothesis-seed=1 --hypothesis-show-statistics
     NETCLI_PROPERTY_EXAMPLES=500 python -m pytest tests/test_properties.py   # a longer hunt
+
+The properties are marked slow (`-m "not slow"` leaves them out); the test_bug_* tests are not.
 """
 
 from __future__ import annotations
@@ -429,6 +431,7 @@ def test_the_unmutated_bases_train(world):
 
 # -- 1. random configs --------------------------------------------------------------------
 
+@pytest.mark.slow
 @PROPERTY
 @given(data=st.data(), base=st.sampled_from(BASES))
 def test_random_configs_validate_and_train_cleanly(world, data, base):
@@ -480,6 +483,7 @@ def _data_files(cfg) -> list[str]:
     return out
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(data=st.data(), base=st.sampled_from(BASES))
 def test_huge_numbers_in_a_config_are_refused_cleanly(world, data, base):
@@ -581,6 +585,7 @@ def yaml_texts(draw, world, sentinel: Path) -> str:
     return text[:cut] + insert + text[keep:]
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(data=st.data())
 def test_random_yaml_text_validates_cleanly(world, data):
@@ -593,6 +598,7 @@ def test_random_yaml_text_validates_cleanly(world, data):
     assert not sentinel.exists(), "a !!python tag ran code"
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(data=st.binary(max_size=80))
 def test_random_bytes_as_a_config_validate_cleanly(world, data):
@@ -691,6 +697,7 @@ def csv_texts(draw, max_cols: int = 5, header=None) -> tuple[str, list[str], lis
     return text, header, rows
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(data=st.data())
 def test_training_on_random_csv_contents_is_clean(world, data):
@@ -738,6 +745,7 @@ def test_bug_a_csv_with_no_feature_columns_and_minmax_global_is_a_clean_error(tm
     assert_clean_error(run("train", cfg, "--run-dir", tmp_path / "run", "-q"), "target_only.csv")
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(data=st.data(), run_name=st.sampled_from(["classifier", "regressor"]))
 def test_eval_and_predict_on_random_csv_contents_are_clean(world, data, run_name):
@@ -797,6 +805,7 @@ def binary_files(draw, world) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(data=st.data())
 def test_random_npz_and_npy_bytes_are_read_cleanly(world, data):
@@ -891,6 +900,7 @@ def test_bug_a_truncated_npy_on_stdin_is_a_clean_error(world):
     assert_clean_error(run("predict", world.runs["regressor"], "--data", "-", input=blob), "<stdin>")
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(data=st.data(), name=st.sampled_from(["weights.npz", "checkpoint.npz"]))
 def test_a_corrupt_run_file_is_reported_cleanly(world, data, name):

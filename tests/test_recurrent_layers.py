@@ -2,11 +2,13 @@
 
 - forward against slow, obviously-correct loops written here: one example, one step at a time;
   LSTM and GRU against PyTorch when torch is installed;
-- gradients in float64 through netcli.gradcheck.check_array (the one checker), contracted
-  with a random upstream gradient, for every parameter tensor and dx, both output modes;
-- truncated BPTT against finite differences of the truncated objective it defines
-  (netcli/nn/layers/recurrent.py), bptt >= T equal to full BPTT;
-- whole networks through netcli.gradcheck.check_network; float32 stays float32;
+- full-BPTT gradients: the rnn, lstm and gru cases of the one table (tests/gradient_cases.py),
+  alone and in stacks, run through the layer harness in tests/test_gradients.py;
+- truncated BPTT, whose gradient is by design not the finite-difference gradient of the
+  network's objective, against finite differences of the truncated objective it defines
+  (netcli/nn/layers/recurrent.py) through netcli.gradcheck.check_array (the one checker),
+  contracted with a random upstream gradient; bptt >= T equal to full BPTT;
+- float32 stays float32;
 - build and config errors; the LSTM forget-gate bias.
 """
 
@@ -17,8 +19,7 @@ import zlib
 import numpy as np
 import pytest
 
-from cases_recurrent import RECURRENT_LAYER_CASES
-from netcli.gradcheck import check_array, check_network
+from netcli.gradcheck import check_array
 from netcli.nn import LAYERS, LOSSES, Network
 from netcli.nn.network import BuildError
 
@@ -115,7 +116,7 @@ def truncated_objective(kind, p, X, R, H, K, return_sequences, frozen):
     return float(total)
 
 
-# -- harness ------------------------------------------------------------------------
+# -- a layer on its own, for the truncated objective ---------------------------------
 
 def attach(layer, in_shape, rng, dtype=np.float64, scale=0.5):
     """Build the layer; its parameters as views of one flat theta (random, biases too) and
@@ -178,6 +179,7 @@ def test_forward_matches_a_slow_loop(kind, return_sequences):
     np.testing.assert_allclose(y, ref_forward(kind, params, x, H, return_sequences), rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.slow   # importing torch takes a second or two
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_forward_matches_pytorch(kind):
     torch = pytest.importorskip("torch")
@@ -207,32 +209,6 @@ def test_forward_is_the_same_across_batch_sizes_and_repeated_calls(kind):
     np.testing.assert_allclose(y_two, y_all[1:3], rtol=1e-12, atol=1e-14)
     np.testing.assert_array_equal(y_all, y_all_copy)  # the first output was not overwritten
     np.testing.assert_array_equal(layer.forward(x, False), y_all)
-
-
-# -- gradients: full BPTT ------------------------------------------------------------
-
-@pytest.mark.parametrize("return_sequences", [False, True])
-@pytest.mark.parametrize("kind", KINDS)
-def test_gradients_full_bptt(kind, return_sequences):
-    layer, params, grads, x, r = make(kind, 4, 5, 3, 3, 3, return_sequences=return_sequences)
-    analytic, dx = analytic_gradients(layer, grads, x, r)
-    assert dx.shape == x.shape
-    check_against(lambda: float(np.sum(r * layer.forward(x, True))), params, analytic, x, dx)
-
-
-@pytest.mark.parametrize("kind,i,factory", [pytest.param(k, i, f, id=f"{k}[{i}]")
-                                            for k, fs in RECURRENT_LAYER_CASES.items()
-                                            for i, f in enumerate(fs)])
-def test_shared_gradient_cases(kind, i, factory):
-    """The cases the shared parametrized test uses, checked here the same way."""
-    rng = rng_for("case", kind, i)
-    layer, in_shape = factory()
-    assert layer.registered_name == kind
-    out_shape, params, grads = attach(layer, in_shape, rng)
-    x = rng.normal(size=(3, *in_shape))
-    r = rng.normal(size=(3, *out_shape))
-    analytic, dx = analytic_gradients(layer, grads, x, r)
-    check_against(lambda: float(np.sum(r * layer.forward(x, True))), params, analytic, x, dx)
 
 
 # -- gradients: truncated BPTT ----------------------------------------------------------
@@ -290,19 +266,6 @@ def test_need_dx_false_fills_the_same_parameter_gradients(kind):
         np.testing.assert_array_equal(without[name], with_dx[name])
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_inputs_are_left_untouched(kind):
-    layer, params, _, x, r = make(kind, 4, 5, 3, 3, 8, return_sequences=True)
-    x0, r0 = x.copy(), r.copy()
-    p0 = {k: v.copy() for k, v in params.items()}
-    layer.forward(x, True)
-    layer.backward(r)
-    np.testing.assert_array_equal(x, x0)
-    np.testing.assert_array_equal(r, r0)
-    for k in params:
-        np.testing.assert_array_equal(params[k], p0[k])
-
-
 # -- dtypes ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("return_sequences", [False, True])
@@ -334,39 +297,6 @@ def test_float32_network_gradient_stays_float32():
     J, g = net.loss_and_grad(net.theta, X, y)
     assert g.dtype == np.float32 and np.all(np.isfinite(g)) and np.isfinite(J)
     assert net.forward(X).dtype == np.float32
-
-
-# -- whole networks ------------------------------------------------------------------------
-
-def network(layers, input_shape, seed=0):
-    net = Network(layers, input_shape, LOSSES.get("mse")(), dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    net.init_params(rng)
-    net.theta[net.n_weights:] = rng.normal(scale=0.2, size=net.size - net.n_weights)
-    return net
-
-
-NETWORKS = {
-    "lstm-dense": lambda: network([LAYERS.get("lstm")(5), LAYERS.get("dense")(2, "linear")], (5, 3)),
-    "gru-seq-dense": lambda: network([LAYERS.get("gru")(4, return_sequences=True),
-                                      LAYERS.get("dense")(2, "tanh")], (5, 3)),
-    "rnn-seq-lstm-dense": lambda: network([LAYERS.get("rnn")(4, return_sequences=True),
-                                           LAYERS.get("lstm")(3), LAYERS.get("dense")(1, "linear")], (6, 2)),
-}
-
-
-@pytest.mark.parametrize("name", list(NETWORKS))
-def test_network_gradients(name):
-    net = NETWORKS[name]()
-    rng = np.random.default_rng(3)
-    X = rng.normal(size=(4, *net.input_shape))
-    y = rng.normal(size=(4, *net.output_shape))
-    report = check_network(net, X, y, eps=EPS, tol=TOL)
-    assert {t.name for t in report.tensors} == set(net.params) | {f"layers.{i}.input"
-                                                                  for i in range(len(net.layers))}
-    for t in report.tensors:
-        assert t.checked > 0 and t.rel_err < TOL, t
-    assert report.ok
 
 
 # -- building, configs, initialisation -----------------------------------------------------

@@ -1,4 +1,8 @@
-"""Interrupts, kills, divergence and safety: training never loses the work already done."""
+"""Interrupts, kills, divergence and safety: training never loses the work already done.
+
+The signal and kill tests train real runs in subprocesses for seconds each: they are marked
+slow (`python -m pytest -m "not slow"` leaves them out; plain `python -m pytest` runs them).
+"""
 
 from __future__ import annotations
 
@@ -75,6 +79,7 @@ def _assert_same_as_uninterrupted(run: Path, uninterrupted: dict) -> None:
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_mid_epoch_keeps_a_checkpoint_and_resume_matches(sig, slow_config, uninterrupted, tmp_path):
     run = tmp_path / "run"
@@ -96,6 +101,7 @@ def test_a_signal_mid_epoch_keeps_a_checkpoint_and_resume_matches(sig, slow_conf
     _assert_same_as_uninterrupted(run, uninterrupted)
 
 
+@pytest.mark.slow
 def test_killed_at_random_moments_the_run_always_loads_and_resumes(slow_config, uninterrupted, tmp_path):
     rng = np.random.default_rng(7)
     run = tmp_path / "run"

@@ -86,7 +86,6 @@ def test_another_seed_gives_other_metrics(tmp_path):
     assert _metrics_text(a) != _metrics_text(b)
 
 
-@pytest.mark.skipif("dropout" not in netcli.nn.LAYERS, reason="no dropout layer registered")
 def test_dropout_runs_are_reproducible(tmp_path):
     cfg = digits_config(model={"layers": [{"type": "dense", "units": 16, "activation": "relu"},
                                           {"type": "dropout", "rate": 0.5},
