@@ -10,7 +10,7 @@ and Dask for every call.
 from __future__ import annotations
 
 import json
-import signal
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -25,9 +25,15 @@ from netcli.errors import JobFailed, NetcliError
 from netcli.log import Reporter, console as err_console
 
 
+class _Stdout(Console):
+    def on_broken_pipe(self) -> None:   # rich's own exits 1
+        self.quiet = True
+        _stdout_closed()
+
+
 def out_console() -> Console:
     wide = None if sys.stdout.isatty() else 160  # a pipe gets whole rows, not a wrapped 80-column table
-    return Console(file=sys.stdout, highlight=False, width=wide)
+    return _Stdout(file=sys.stdout, highlight=False, width=wide)
 
 
 class NetcliGroup(click.Group):
@@ -44,6 +50,8 @@ class NetcliGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Error: interrupted", err=True)
             ctx.exit(130)
+        except BrokenPipeError:
+            _stdout_closed()
 
 
 # -- options several commands share -------------------------------------------------
@@ -89,13 +97,18 @@ def train(config, overrides, run_dir, runs_base, resume_run, overwrite, quiet, a
     run=$(netcli train configs/digits_mlp.yaml) && netcli eval "$run"
     """
     from netcli import training
+    from netcli.signals import interrupt_on_signals
 
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    interrupt_on_signals()
     reporter = Reporter(quiet=quiet)
     if resume_run:
         if config:
             raise click.UsageError("give either CONFIG or --resume RUN, not both")
-        result = training.resume(resume_run, reporter=reporter)
+        ignored = [flag for flag, given in (("--run-dir", run_dir), ("--runs", runs_base != "runs"),
+                                            ("--overwrite", overwrite)) if given]
+        if ignored:
+            raise click.UsageError(f"--resume RUN carries on in RUN itself; {', '.join(ignored)} cannot apply")
+        result = training.resume(resume_run, reporter=reporter, overrides=overrides)
     else:
         if not config:
             raise click.UsageError("missing CONFIG (or --resume RUN)")
@@ -113,10 +126,6 @@ def train(config, overrides, run_dir, runs_base, resume_run, overwrite, quiet, a
         _emit_json({"run_dir": str(result.run_dir), **summary})
     else:
         click.echo(str(result.run_dir))
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 # -- eval and predict --------------------------------------------------------------
@@ -178,6 +187,8 @@ def predict(run_dir, data, fmt, proba, layer):
     from netcli.api import load_run
 
     run = load_run(run_dir)
+    if layer is not None and not 0 <= layer < len(run.net.layers):
+        raise NetcliError(f"--layer {layer}: the model has layers 0..{len(run.net.layers) - 1}")
     split = run.split(_data_path(run, data), need_target=False)
     _, out = run.split_outputs(split, layer)
     result = out if proba or layer is not None else run.decode(out)
@@ -325,15 +336,20 @@ def plot(run_dir, out, what, layer, data):
     """Loss and accuracy curves (default), weights, reconstructions or confusion; prints the PNG path."""
     from netcli import plots
     from netcli.api import load_run
-    from netcli.runs import RunDir
+    from netcli.config import load_config
+    from netcli.runs import RunDir, resolve_run
 
+    if what is None:   # the curves need metrics.jsonl only: they work on a run that is still training
+        run_path = resolve_run(run_dir)
+        path = Path(out) if out else run_path / "curves.png"
+        full_batch = load_config(run_path / "config.yaml").spec.optimizer.build().full_batch
+        plots.plot_curves(RunDir(run_path).read_metrics(), run_path.name, path, full_batch)
+        click.echo(str(path))
+        return
     run = load_run(run_dir)
     name = run.path.name
-    path = Path(out) if out else run.path / f"{what or 'curves'}.png"
-    if what is None:
-        full_batch = run.config.spec.optimizer.build().full_batch
-        plots.plot_curves(RunDir(run.path).read_metrics(), name, path, full_batch)
-    elif what == "weights":
+    path = Path(out) if out else run.path / f"{what}.png"
+    if what == "weights":
         index = layer if layer is not None else next(
             (s.layer for s in run.net.slots if s.spec.decay), None)
         W = run.net.params.get(f"layers.{index}.W") if index is not None else None
@@ -414,8 +430,9 @@ def sweep(config, overrides, grid, n_random, ranges, seeds, workers, scheduler, 
     The best trial has the best validation metric (else final loss, else test metric).
     """
     from netcli import sweep as sweeps
+    from netcli.signals import interrupt_on_signals
 
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    interrupt_on_signals()
     if resume_dir:
         if config or overrides or grid or ranges or n_random is not None or seeds is not None or sweep_dir:
             raise click.UsageError("--resume SWEEP_DIR takes the sweep as it was; give no CONFIG or axes")
@@ -465,5 +482,21 @@ def _short_value(value) -> str:
     return f"{value:g}" if isinstance(value, float) else json.dumps(value) if value is not None else ""
 
 
+def _stdout_closed() -> None:
+    """The reader of stdout went away (`netcli predict ... | head`): end quietly, exit 0, and keep
+    Python from complaining when it flushes stdout at exit."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError:
+        pass
+    sys.exit(0)
+
+
 def main() -> None:
-    cli(prog_name="netcli")
+    args = sys.argv[1:]
+    if "--debug" in args[1:] and "--" not in args:   # `netcli train x.yaml --debug` means the group's flag
+        args = ["--debug"] + [a for a in args if a != "--debug"]
+    try:
+        cli(args=args, prog_name="netcli")
+    except BrokenPipeError:
+        _stdout_closed()

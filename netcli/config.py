@@ -8,6 +8,7 @@ unknown keys are refused with the closest valid one suggested.
 from __future__ import annotations
 
 import difflib
+import re
 import reprlib
 import inspect
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ def component_model(cls) -> type[BaseModel]:
             continue
         default = ... if p.default is inspect.Parameter.empty else p.default
         fields[name] = (Any if p.annotation is p.empty else p.annotation, default)
-    return create_model(f"{cls.__name__}Args", __config__=ConfigDict(extra="forbid"), **fields)
+    return create_model(f"{cls.__name__}Args", __config__=STRICT, **fields)
 
 
 
@@ -60,8 +61,13 @@ def _input_shape(value):
                      f"got {_SHORT.repr(value)}")
 
 
+# Strict: YAML already gives every value its type, so `units: true` or `epochs: yes` is a mistake,
+# not the number 1; and no setting of a network is infinite or NaN (`lr: .inf`).
+STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
 
 class Component(BaseModel):
@@ -202,8 +208,10 @@ def read_config_text(path: str | Path) -> str:
         return Path(path).read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: cannot read config: {e}") from None
+    except OSError as e:   # a folder, no permission, an I/O error of the disk
+        raise ConfigError(f"{path}: cannot read config: {e.strerror or e}") from None
 
 
 def parse_config(text: str, source: str = "<config>", overrides=()) -> Config:
@@ -212,6 +220,25 @@ def parse_config(text: str, source: str = "<config>", overrides=()) -> Config:
     for item in overrides:
         overridden.add(apply_override(data, item))
     return validate(data, source, lines, overridden)
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """YAML's safe loader, reading `1e-3` as the number it means (YAML 1.1 wants `1.0e-3`)."""
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                    |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def parse_value(text: str):
+    """One YAML value as a config reads it (`--set` values, sweep axes)."""
+    return yaml.load(text, Loader=ConfigLoader)
 
 
 def load_mapping(text: str, source: str) -> tuple[dict, dict]:
@@ -229,13 +256,14 @@ def load_yaml(text: str, source: str):
     """-> (data, {key path: line}). Aliases are followed once: a recursive alias is an error,
     and a shared node is walked once, so an 'alias bomb' costs nothing."""
     try:
-        loader = yaml.SafeLoader(text)
+        loader = ConfigLoader(text)
     except yaml.YAMLError as e:  # characters YAML does not allow (NUL, control codes)
         raise ConfigError(f"{source}: not a YAML text: {e}") from None
     try:
         node = loader.get_single_node()
         if node is not None:
             _check_no_cycles(node, source)
+            _check_size(node, source)
         data = loader.construct_document(node) if node is not None else None
     except yaml.constructor.ConstructorError as e:
         mark = e.problem_mark
@@ -258,7 +286,14 @@ def load_yaml(text: str, source: str):
             return
         seen.add(id(n))
         if isinstance(n, yaml.MappingNode):
+            first: dict = {}
             for key, value in n.value:
+                if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                    if key.value in first:
+                        raise ConfigError(f"{source}:{key.start_mark.line + 1}: {format_path(path + (key.value,))}: "
+                                          f"key given twice (first on line {first[key.value]}); "
+                                          f"YAML would keep only the last")
+                    first[key.value] = key.start_mark.line + 1
                 p = path + (key.value,)
                 lines[p] = key.start_mark.line + 1
                 walk(value, p)
@@ -270,6 +305,42 @@ def load_yaml(text: str, source: str):
     if node is not None:
         walk(node, ())
     return data, lines
+
+
+MAX_VALUES = 100_000   # values a config may expand to, aliases followed; real configs have hundreds
+
+
+def _check_size(root, source: str) -> None:
+    """Refuse a config whose aliases expand to more than MAX_VALUES values (an 'alias bomb':
+    nine levels of nine aliases are 387 million values), naming the keys that hold them.
+    Counted over the node graph, each shared node once, so counting costs no more than the text."""
+    sizes: dict[int, int] = {}
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = _children(node)
+        if children_done or not children:
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
+        else:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+    if sizes[id(root)] <= MAX_VALUES:
+        return
+    pairs = root.value if isinstance(root, yaml.MappingNode) else \
+        [(None, v) for v in root.value] if isinstance(root, yaml.SequenceNode) else []
+    big = [(k, v) for k, v in pairs if sizes[id(v)] > MAX_VALUES] or [(None, root)]
+    keys = ", ".join(k.value for k, _ in big if k is not None)
+    line = (big[0][0] or big[0][1]).start_mark.line + 1
+    raise ConfigError(f"{source}:{line}: {keys + ': ' if keys else ''}the YAML aliases here expand to more "
+                      f"than {MAX_VALUES:,} values; a config needs far fewer (is it an alias bomb?)")
+
+
+def _children(node) -> list:
+    if isinstance(node, yaml.MappingNode):
+        return [v for pair in node.value for v in pair]
+    return node.value if isinstance(node, yaml.SequenceNode) else []
 
 
 def _check_no_cycles(root, source: str) -> None:
@@ -288,12 +359,7 @@ def _check_no_cycles(root, source: str) -> None:
             continue
         on_path.add(id(node))
         stack.append((node, True))
-        children = []
-        if isinstance(node, yaml.MappingNode):
-            children = [v for pair in node.value for v in pair]
-        elif isinstance(node, yaml.SequenceNode):
-            children = node.value
-        for child in children:
+        for child in _children(node):
             if id(child) in on_path:
                 raise ConfigError(f"{source}:{child.start_mark.line + 1}: a YAML alias refers to itself")
             stack.append((child, False))
@@ -322,7 +388,7 @@ def apply_override(data: dict, item: str) -> tuple:
     if not sep or not path:
         raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. optimizer.lr=0.01")
     try:
-        parsed = yaml.safe_load(value)
+        parsed = parse_value(value)
     except yaml.YAMLError:
         parsed = value
     target = data
@@ -381,6 +447,8 @@ def _describe_error(err: dict, fields: list[str]) -> str:
                 "less_than_equal": "<="}[kind]
         bound = next(iter(ctx.values()))
         return f"must be {sign} {bound}, got {got!r}"
+    if kind == "finite_number":
+        return f"must be a finite number, got {got!r}"
     if kind.startswith("int_"):
         return f"must be an integer, got {got!r}"
     if kind.startswith("float_"):

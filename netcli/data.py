@@ -52,7 +52,11 @@ def read_table(path: str, target=None, features=None, need_target: bool = True,
         raise DataError(f"{path}: data file not found" if not p.exists() else f"{path}: not a file")
     if p.suffix.lower() in (".npy", ".npz"):
         return _from_arrays(_np_load(p, path), path, target, features, need_target, n_features)
-    return _read_csv(p.read_text(errors="replace"), path, target, features, need_target, n_features, drop)
+    try:
+        text = p.read_text(errors="replace")
+    except OSError as e:   # no permission, an I/O error of the disk
+        raise DataError(f"{path}: cannot read the data file ({e.strerror or e})") from None
+    return _read_csv(text, path, target, features, need_target, n_features, drop)
 
 
 def _np_load(file, source: str):
@@ -276,16 +280,27 @@ def class_labels(target: np.ndarray) -> np.ndarray:
     return labels
 
 
+def _number_or_nan(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
 def one_hot(target: np.ndarray, classes: np.ndarray, source: str, dtype) -> np.ndarray:
     """Labels -> (m, k) one-hot rows over `classes`; a label never seen in training is an error."""
-    t = target.astype(classes.dtype) if classes.dtype.kind in "iu" and target.dtype.kind == "f" else target
+    known = ", ".join(map(str, classes))
+    if target.dtype.kind in "US" and classes.dtype.kind in "iuf":   # a text label among numbers
+        classes, t = classes.astype(np.float64), np.array([_number_or_nan(c) for c in target])
+    else:
+        t = target.astype(classes.dtype) if classes.dtype.kind in "iu" and target.dtype.kind == "f" else target
     idx = np.searchsorted(classes, t)
     idx = np.clip(idx, 0, len(classes) - 1)
     unknown = classes[idx] != t
     if unknown.any():
         row = int(np.argmax(unknown))
         raise DataError(f"{source}: row {row + 2}: class label {target[row].item()!r} was not seen in training "
-                        f"(known: {', '.join(map(str, classes))})")
+                        f"(known: {known})")
     out = np.zeros((len(t), len(classes)), dtype=dtype)
     out[np.arange(len(t)), idx] = 1
     return out

@@ -30,10 +30,25 @@ def atomic_write(path: Path, mode: str = "w"):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)     # the rename itself survives a power loss only once its folder is on disk
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a rename, a new file or link in it) to disk, where the OS allows."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass   # file systems that cannot sync a folder
+    finally:
+        os.close(fd)
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -18,10 +18,11 @@ from netcli.errors import Interrupted, JobFailed, NetcliError
 from netcli.log import Reporter
 from netcli.metrics import evaluate, improves
 from netcli.optim.full_batch import StopMinimizing
-from netcli.prepare import Prepared, load_eval_split, prepare, rng_streams
+from netcli.prepare import Prepared, prepare, rng_streams
 from netcli.runs import RunDir, resolve_run
 from netcli.runs.checkpoint import CHECKPOINT, Checkpoint, Progress, load_checkpoint, save_checkpoint
 from netcli.runs.weights import WEIGHTS, save_weights
+from netcli.signals import signals_ignored
 
 
 class Trainer:
@@ -39,6 +40,8 @@ class Trainer:
         self.optimizer = self.spec.optimizer.build()
         self.schedule = self.spec.training.schedule.build()
         self.progress = Progress()
+        self.source = prepared.config.source    # the config file the run was made from (kept on --resume)
+        self.started, self.progress_wall_at_start = time.perf_counter(), 0.0
         self.watch = GradientWatch(self.net)
         if not self.optimizer.full_batch:
             self.optimizer.setup(self.net.theta)
@@ -63,19 +66,27 @@ class Trainer:
             raise NetcliError(f"{self.run.path / CHECKPOINT}: does not fit this run's config "
                               f"({'missing ' + ', '.join(missing) if missing else 'parameter count differs'})")
         self.net.theta[...] = checkpoint.theta
-        if not self.optimizer.full_batch:
-            self.optimizer.load_state_dict(checkpoint.optimizer)
-        self.rngs["shuffle"].bit_generator.state = checkpoint.rng_shuffle
-        self.net.set_rng_state(checkpoint.rng_layers)
+        try:
+            if not self.optimizer.full_batch:
+                self.optimizer.load_state_dict(checkpoint.optimizer)
+            self.rngs["shuffle"].bit_generator.state = checkpoint.rng_shuffle
+            self.net.set_rng_state(checkpoint.rng_layers)
+        except (ValueError, TypeError, KeyError, IndexError) as e:
+            raise NetcliError(f"{self.run.path / CHECKPOINT}: its optimizer or random-generator state cannot "
+                              f"be read ({type(e).__name__}: {e}); the file is damaged") from None
         self.progress = checkpoint.progress
         self.run.rewrite_metrics(self.progress.history)  # drop epochs logged after the checkpoint
         self.snapshot()
 
     # epochs ----------------------------------------------------------------
 
+    def wall_seconds(self) -> float:
+        """Training time of this run over all its sessions, up to now."""
+        return self.progress_wall_at_start + time.perf_counter() - self.started
+
     def fit(self) -> dict:
         """Train to the end; returns summary.json's contents. Raises KeyboardInterrupt, JobFailed."""
-        start = time.perf_counter()
+        self.started, self.progress_wall_at_start = time.perf_counter(), self.progress.wall_seconds
         status, message = "finished", ""
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is checked
@@ -84,16 +95,16 @@ class Trainer:
                 else:
                     message = self._fit_minibatches()
         except KeyboardInterrupt:
-            self._keep_last_good("interrupted", time.perf_counter() - start)
+            self._keep_last_good("interrupted")
             raise
         except Diverged as e:
-            self._keep_last_good("diverged", time.perf_counter() - start, str(e))
+            self._keep_last_good("diverged", str(e))
             raise JobFailed(f"training diverged: {e}. The last good state (epoch {self.saved.progress.epoch}) "
                             f"is kept in {self.run.path}/checkpoint.npz") from None
         es = self.spec.training.early_stopping
         if es is not None and es.restore_best and self.progress.best_theta is not None:
             self.net.theta[...] = self.progress.best_theta
-        return self._finish(status, time.perf_counter() - start, message)
+        return self._finish(status, message)
 
     def _fit_minibatches(self) -> str:
         spec, net, train = self.spec, self.net, self.p.train
@@ -198,11 +209,13 @@ class Trainer:
         pr = self.progress
         pr.history.append(record)
         pr.epoch = record["epoch"]
+        pr.wall_seconds = self.wall_seconds()
         stop = self._early_stopping(record)
         self.reporter.epoch(record)
         self.snapshot()
         if pr.epoch % self.spec.training.checkpoint_every == 0:
             self.write_checkpoint()
+            self.write_weights()   # so eval, predict and plot work on a run in progress or killed
         return stop
 
     def _early_stopping(self, record: dict) -> bool:
@@ -225,20 +238,35 @@ class Trainer:
     def _diagnose(self, epoch: int, lr: float | None, what: str | None = None) -> str:
         return self.watch.diagnose(epoch, self.progress.step, lr, what)
 
-    def _keep_last_good(self, status: str, seconds: float, message: str = "") -> None:
-        self.net.theta[...] = self.saved.theta
-        self.write_checkpoint()
-        save_weights(self.run.path / WEIGHTS, self.net, self.p.prep, self.p.task)
-        self.run.write_json("summary.json", self._summary(status, seconds, message))
+    def length_key(self) -> str:
+        """The config key that says how long this run trains."""
+        return RESUMABLE_KEYS[1] if self.optimizer.full_batch else RESUMABLE_KEYS[0]
 
-    def _finish(self, status: str, seconds: float, message: str) -> dict:
-        self.write_checkpoint()
+    def extends(self, previous: dict, asked: bool) -> bool:
+        """Whether a finished run has more to do: more epochs (iterations) in its config than it
+        did, and, for a run that stopped early, a --set that asked for them."""
+        total = self.optimizer.max_iter if self.optimizer.full_batch else self.spec.training.epochs
+        stopped_early = previous.get("message", "").startswith("early stopping")
+        return total > self.progress.epoch and (asked or not stopped_early)
+
+    def write_weights(self) -> None:
         save_weights(self.run.path / WEIGHTS, self.net, self.p.prep, self.p.task)
-        summary = self._summary(status, seconds, message)
-        test_path = self.spec.data.test
-        if test_path:
-            test = load_eval_split(self.config, self.p.prep, self.p.task, test_path, self.net.dtype)
-            summary["test"] = evaluate(self.net, test, self.p.task)
+
+    def _keep_last_good(self, status: str, message: str = "") -> None:
+        """Write the last complete epoch's state and the status; a second Ctrl-C, SIGTERM or
+        SIGHUP meanwhile is ignored, so the files and the status are always whole."""
+        with signals_ignored():
+            self.net.theta[...] = self.saved.theta
+            self.write_checkpoint()
+            self.write_weights()
+            self.run.write_json("summary.json", self._summary(status, self.wall_seconds(), message))
+
+    def _finish(self, status: str, message: str) -> dict:
+        self.write_checkpoint()
+        self.write_weights()
+        summary = self._summary(status, self.wall_seconds(), message)
+        if self.p.test is not None:
+            summary["test"] = evaluate(self.net, self.p.test, self.p.task)
         self.run.write_json("summary.json", summary)
         return summary
 
@@ -246,7 +274,7 @@ class Trainer:
         pr = self.progress
         final = pr.history[-1] if pr.history else {}
         out = {"status": status, "message": message, "epochs": pr.epoch, "steps": pr.step,
-               "wall_seconds": round(seconds, 3), "final": final, "config": self.config.source,
+               "wall_seconds": round(seconds, 3), "final": final, "config": self.source,
                "netcli_version": __version__}
         if pr.best is not None:
             out["best"] = {"epoch": pr.best_epoch, self.spec.training.early_stopping.monitor: pr.best}
@@ -269,30 +297,57 @@ def train(config: Config | str | Path, run_dir=None, runs_base="runs", overrides
     rngs = rng_streams(config.spec.seed)
     prepared = prepare(config, rngs)
     run = RunDir.create(config.name, runs_base, run_dir, overwrite)
-    run.write_text("config.yaml", dump_config(config))
     reporter = reporter or Reporter(quiet=quiet)
-    reporter.info(f"training {config.name} into {run.path}")
-    trainer = Trainer(prepared, run, reporter, rngs)
-    trainer.write_checkpoint()  # resumable from the very start, even if killed in epoch 1
-    run.write_json("summary.json", trainer._summary("running", 0.0, ""))
-    return TrainResult(run.path, _fit(trainer, reporter))
+    try:
+        run.write_text("config.yaml", dump_config(config))
+        reporter.info(f"training {config.name} into {run.path}")
+        trainer = Trainer(prepared, run, reporter, rngs)
+        trainer.write_checkpoint()  # resumable from the very start, even if killed in epoch 1
+        run.write_json("summary.json", trainer._summary("running", 0.0, ""))
+        return TrainResult(run.path, _fit(trainer, reporter))
+    finally:
+        run.unlock()
 
 
-def resume(run_path: str | Path, quiet: bool = True, reporter: Reporter | None = None) -> TrainResult:
-    """Carry on from a run's checkpoint.npz with the run's own resolved config."""
+RESUMABLE_KEYS = ("training.epochs", "optimizer.max_iter")   # what --resume --set may change: how long
+
+
+def resume(run_path: str | Path, quiet: bool = True, reporter: Reporter | None = None,
+           overrides=()) -> TrainResult:
+    """Carry on from a run's checkpoint.npz with the run's own config. overrides may extend the
+    run (training.epochs, or optimizer.max_iter for cg and lbfgs), as Keras' initial_epoch does;
+    a run that has done all its epochs (or stopped early) is left as it is."""
     path = resolve_run(run_path)
-    config = load_config(path / "config.yaml")
+    for item in overrides:
+        if item.partition("=")[0].strip() not in RESUMABLE_KEYS:
+            raise NetcliError(f"--set {item}: --resume carries on with the run's own config; only "
+                              f"{' and '.join(RESUMABLE_KEYS)} can change (to extend the run)")
+    config = load_config(path / "config.yaml", overrides)
     if not (path / CHECKPOINT).exists():
         raise NetcliError(f"{path}: no {CHECKPOINT} to resume from; train it again instead")
     checkpoint = load_checkpoint(path / CHECKPOINT)
     rngs = rng_streams(config.spec.seed)
     prepared = prepare(config, rngs)
-    run = RunDir(path)
     reporter = reporter or Reporter(quiet=quiet)
-    trainer = Trainer(prepared, run, reporter, rngs)
-    trainer.restore(checkpoint)
-    reporter.info(f"resuming {path} from epoch {trainer.progress.epoch}")
-    return TrainResult(path, _fit(trainer, reporter))
+    run = RunDir(path)
+    run.lock()
+    try:
+        trainer = Trainer(prepared, run, reporter, rngs)
+        trainer.restore(checkpoint)
+        previous = RunDir(path).read_summary()
+        trainer.source = previous.get("config", trainer.source)
+        if previous.get("status") == "finished" and not trainer.extends(previous, bool(overrides)):
+            reporter.info(f"{path}: already {previous.get('message') or 'finished'} "
+                          f"({trainer.progress.epoch} epochs); nothing to do. To train longer: "
+                          f"netcli train --resume {path} --set {trainer.length_key()}=N")
+            return TrainResult(path, previous)
+        if overrides:
+            run.write_text("config.yaml", dump_config(config))
+        trainer.progress.bad_epochs = 0 if previous.get("status") == "finished" else trainer.progress.bad_epochs
+        reporter.info(f"resuming {path} from epoch {trainer.progress.epoch}")
+        return TrainResult(path, _fit(trainer, reporter))
+    finally:
+        run.unlock()
 
 
 def _fit(trainer: Trainer, reporter: Reporter) -> dict:

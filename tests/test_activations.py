@@ -180,6 +180,7 @@ def test_forward_in_place_keeps_z_exactly_when_backward_needs_it(name, options):
 
 # -- the in-place gradient against finite differences ----------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("name,options", activation_cases())
 def test_in_place_gradient_matches_finite_differences(name, options, layout):

@@ -171,6 +171,7 @@ def test_predict_regression_values(tmp_path):
     assert all(np.isfinite(float(v)) for v in lines)
 
 
+@pytest.mark.slow
 def test_shell_pipeline(tmp_path):
     """run=$(netcli train c.yaml) && netcli predict "$run" --data - < test.csv, for real."""
     path = write_config(tmp_path, digits_config(training={"epochs": 1}))

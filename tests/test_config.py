@@ -362,7 +362,7 @@ def test_json_schema_structure():
 
 @pytest.fixture
 def validator():
-    jsonschema = pytest.importorskip("jsonschema")
+    import jsonschema
     schema = json_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)

@@ -23,6 +23,7 @@ import pytest
 from netcli import plots
 from netcli.errors import NetcliError
 from netcli.log import Reporter
+from netcli.runs import RunDir
 from netcli.training import train
 
 from helpers import (DIGITS_TEST, DIGITS_TRAIN, assert_user_error, digits_config, invoke,
@@ -307,12 +308,15 @@ def run_folder(tmp_path_factory):
         path = write_config(tmp, digits_config(training={"epochs": epochs}), name)
         snapshot = Snapshot(folder / name, at=2)
         train(path, run_dir=folder / name, reporter=snapshot)
-        if name == "new":
+        if name == "new":   # as it was mid-training, its lock held by a live process (this one)
             for file, text in snapshot.files.items():
                 (folder / name / file).write_text(text)
+            holder = RunDir(folder / name)
+            holder.lock()
         os.utime(folder / name / "config.yaml", (now - age, now - age))
     (folder / "legacy" / "summary.json").unlink()
-    return folder
+    yield folder
+    holder.unlock()
 
 
 def runs_json(folder: Path) -> dict[str, dict]:
@@ -338,9 +342,9 @@ def test_runs_json_lists_runs_newest_first(run_folder):
         assert row["best_val"][0] == "val_accuracy" and 0 < row["best_val"][1] <= 1
 
 
-def test_a_run_without_summary_shows_as_running(run_folder):
+def test_a_run_without_summary_nor_a_live_process_shows_as_killed(run_folder):
     row = runs_json(run_folder)["legacy"]
-    assert row["status"] == "running" and row["epochs"] == 2
+    assert row["status"] == "killed" and row["epochs"] == 2
     assert row["test"] is None and row["wall_seconds"] is None
 
 
@@ -360,7 +364,7 @@ def test_runs_table_lists_runs_newest_first(run_folder):
     row = {name: next(i for i, line in enumerate(lines) if f" {name} " in line)
            for name in ("new", "mid", "old", "legacy")}
     assert row["new"] < row["mid"] < row["old"] < row["legacy"]
-    assert "running" in lines[row["new"]] and "running" in lines[row["legacy"]]
+    assert "running" in lines[row["new"]] and "killed" in lines[row["legacy"]]
     for name, epochs in (("mid", "2"), ("old", "1")):
         cells = [cell.strip() for cell in re.split("[│|]", lines[row[name]])]
         assert "finished" in cells and epochs in cells

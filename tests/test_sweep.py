@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 import yaml
 
-pytest.importorskip("distributed")
 
 import netcli
 from netcli import sweep as sweeps
@@ -192,6 +191,7 @@ def test_the_sweep_and_netcli_runs_agree_on_the_best_validation(tmp_path):
 
 # -- running on Dask -------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_grid_on_two_workers_matches_the_trials_run_one_by_one(tmp_path, client):
     plan = sweeps.plan(write_config(tmp_path, small_digits()), GRID, sweep_dir=tmp_path / "sw")
     result = sweeps.run(plan, client=client)
@@ -223,6 +223,7 @@ def kill_worker_once(task, record):
         os._exit(1)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_trial_still_yields_every_trial(tmp_path, client):
     import cloudpickle
     cloudpickle.register_pickle_by_value(sys.modules[__name__])   # the hook travels by value
@@ -297,6 +298,7 @@ def test_the_worker_check_reports_what_a_worker_lacks(tmp_path):
     assert sweeps.check_worker([], str(tmp_path / "elsewhere"))["writable"] is False
 
 
+@pytest.mark.slow
 def test_an_unreachable_scheduler_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep_cluster, "CONNECT_TIMEOUT", "1s")
     result = invoke("sweep", write_config(tmp_path, small_digits()), "--grid", "optimizer.lr=0.01,0.1",
@@ -350,6 +352,7 @@ def test_resume_refuses_axes(tmp_path):
     assert_user_error(invoke("sweep", "--resume", tmp_path), 2, "not a sweep directory")
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_sweep_and_resume_finishes_it(tmp_path, client):
     """SIGINT to the command's process group, as a terminal's Ctrl-C: exit 130, running trials
     keep their checkpoints, and --resume runs only what is missing."""

@@ -8,6 +8,7 @@
     es.best, es.best_epoch, es.bad_epochs, es.best_theta
                           early stopping's record (best is NaN before the first validation)
     metrics               the metrics.jsonl records up to this epoch (JSON)
+    wall_seconds          training time so far, over every session of the run
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Progress:
     bad_epochs: int = 0
     best_theta: np.ndarray | None = None
     history: list = field(default_factory=list)
+    wall_seconds: float = 0.0
 
 
 @dataclass
@@ -65,7 +67,7 @@ class Checkpoint:
                   "rng.layers": np.array(json.dumps(self.rng_layers)),
                   "es.best": np.array(np.nan if pr.best is None else pr.best),
                   "es.best_epoch": np.array(pr.best_epoch), "es.bad_epochs": np.array(pr.bad_epochs),
-                  "metrics": np.array(json.dumps(pr.history))}
+                  "metrics": np.array(json.dumps(pr.history)), "wall_seconds": np.array(pr.wall_seconds)}
         arrays.update({f"opt.{k}": np.asarray(v) for k, v in self.optimizer.items()})
         if pr.best_theta is not None:
             arrays["es.best_theta"] = pr.best_theta
@@ -77,7 +79,8 @@ class Checkpoint:
             best = float(arrays["es.best"])
             progress = Progress(int(arrays["epoch"]), int(arrays["step"]), None if math.isnan(best) else best,
                                 int(arrays["es.best_epoch"]), int(arrays["es.bad_epochs"]),
-                                arrays.get("es.best_theta"), json.loads(str(arrays["metrics"])))
+                                arrays.get("es.best_theta"), json.loads(str(arrays["metrics"])),
+                                float(arrays.get("wall_seconds", 0.0)))
             return cls(arrays["theta"], {k[4:]: v for k, v in arrays.items() if k.startswith("opt.")},
                        json.loads(str(arrays["rng.shuffle"])), json.loads(str(arrays["rng.layers"])), progress)
         except (ValueError, TypeError, OverflowError) as e:

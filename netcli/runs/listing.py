@@ -25,7 +25,9 @@ def list_runs(folder: str | Path) -> list[dict]:
         summary = summary if isinstance(summary, dict) else {}
         metrics = RunDir(path).read_metrics()
         status = summary.get("status", "running" if metrics else "new")
-        running = status in ("running", "new")  # its summary predates epoch 1: count the log
+        if status == "running" and not RunDir(path).in_use():
+            status = "killed"     # no live process holds it: it was killed mid-run (SIGKILL, power loss)
+        running = status in ("running", "new", "killed")  # its summary predates the end: count the log
         test = summary.get("test")
         rows.append({"run": str(path.relative_to(base)), "config": summary.get("config"),
                      "status": status,

@@ -63,8 +63,12 @@ def read_meta(path: Path, arrays: dict[str, np.ndarray]) -> tuple[Preprocessing,
     missing = [k for k in REQUIRED if k not in arrays]
     if missing:
         raise NetcliError(f"{path}: has no {', '.join(missing)}; the file is damaged or not netcli's")
-    task = TASKS.get(str(arrays["meta.task"]))
+    task = TASKS.get(str(arrays["meta.task"])) if arrays["meta.task"].ndim == 0 else None
     if task is None:
         raise NetcliError(f"{path}: meta.task {str(arrays['meta.task'])[:40]!r} is not a task netcli knows "
                           f"({', '.join(TASKS)}); the file is damaged or not netcli's")
-    return Preprocessing.from_arrays(arrays), task
+    try:
+        return Preprocessing.from_arrays(arrays), task
+    except (ValueError, TypeError, KeyError, IndexError) as e:
+        raise NetcliError(f"{path}: its preprocessing record (meta.*) cannot be read ({type(e).__name__}: "
+                          f"{e}); the file is damaged or not netcli's") from None

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import yaml
 
+from netcli.config import parse_value
 from netcli.errors import ConfigError
 from netcli.files import plain
 
@@ -63,7 +64,7 @@ class Axes:
         for key, texts in self.grid.items():
             ran = list(dict.fromkeys(json.dumps(t.overrides[key]) for t in trials if key in t.overrides))
             grid[key] = [json.loads(v) for v in ran] if len(ran) == len(texts) else \
-                [plain(yaml.safe_load(t)) for t in texts]
+                [plain(parse_value(t)) for t in texts]
         return {"grid": grid,
                 "range": {k: r.text() for k, r in self.ranges.items()},
                 "random": self.random, "seeds": self.seeds}
@@ -114,7 +115,7 @@ def parse_range(item: str, where: str | None = None) -> tuple[str, Range]:
 def make_range(low, high, log: bool, where: str) -> Range:
     ends = []
     for end in (low, high):
-        value = yaml.safe_load(end) if isinstance(end, str) else end
+        value = parse_value(end) if isinstance(end, str) else end
         try:
             if isinstance(value, bool):
                 raise ValueError

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from netcli.config import Config, apply_override, load_mapping, parse_path, read_config_text, validate
+from netcli.config import Config, apply_override, load_mapping, parse_path, parse_value, read_config_text, validate
 from netcli.errors import ConfigError, NetcliError
 from netcli.files import plain, safe_name, timestamped_path
 from netcli.sweep.axes import Axes, axes_from_section, derived_seed, merge_axes, parse_range, random_values, \
@@ -195,9 +195,9 @@ def _value_as_run(config: Config, key: str, text: str):
         try:
             value = value[part]
         except (KeyError, IndexError, TypeError):
-            return plain(yaml.safe_load(text))
+            return plain(parse_value(text))
     return plain(value) if isinstance(value, (int, float, str, bool)) or value is None \
-        else plain(yaml.safe_load(text))
+        else plain(parse_value(text))
 
 
 # -- trial names ---------------------------------------------------------------------
