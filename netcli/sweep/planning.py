@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from netcli.config import Config, apply_override, load_mapping, parse_path, parse_value, read_config_text, validate
 from netcli.errors import ConfigError, NetcliError
