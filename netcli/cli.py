@@ -283,14 +283,24 @@ def _print_report(report, source, m):
 @cli.command()
 @click.argument("config", type=click.Path())
 @set_option
-def validate(config, overrides):
-    """Check a config (and that its network fits together) without training."""
+@click.option("--static", is_flag=True, help="Check the config alone, without reading its data files.")
+def validate(config, overrides, static):
+    """Check a config without training: its keys, that its network fits together, and (unless
+    --static) that its data files, target, classes and input width fit it."""
     from netcli.config import load_config
-    from netcli.prepare import build_network
+    from netcli.prepare import build_network, prepare
 
     cfg = load_config(config, overrides)
-    net = build_network(cfg)
-    click.echo(f"{config}: ok ({len(net.layers)} layers, {net.size:,} parameters)")
+    if static:
+        if cfg.auto_sizes:
+            click.echo(f"{config}: ok as far as it goes without data ({', '.join(cfg.auto_sizes)} "
+                       f"come from the data)")
+            return
+        net = build_network(cfg)
+        click.echo(f"{config}: ok ({len(net.layers)} layers, {net.size:,} parameters; data not read)")
+        return
+    p = prepare(cfg)
+    click.echo(f"{config}: ok ({len(p.net.layers)} layers, {p.net.size:,} parameters; {p.describe()})")
 
 
 @cli.command()
@@ -306,10 +316,10 @@ def schema():
 def summary(target, overrides):
     """Layers, output shapes, parameter counts and the objective being minimized."""
     from netcli.inspection import layer_rows, load_target, objective_formula
-    from netcli.prepare import build_network
+    from netcli.prepare import build_network, sized
 
     config, _ = load_target(target, overrides)
-    net = build_network(config)
+    net = build_network(sized(config))
     out = out_console()
     table = Table(title=f"{config.name}: input {list(net.input_shape)}")
     for col in ("#", "layer", "output shape", "parameters"):

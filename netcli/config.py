@@ -8,6 +8,7 @@ unknown keys are refused with the closest valid one suggested.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import reprlib
 import inspect
@@ -52,13 +53,16 @@ def _batch_size(value):
     raise ValueError(f"must be a positive integer or 'full', got {_SHORT.repr(value)}")
 
 
+AUTO = "auto"   # model.input, and the output layer's units: taken from the training data
+
+
 def _input_shape(value):
     def positive(v):
         return isinstance(v, int) and not isinstance(v, bool) and v > 0
-    if positive(value) or (isinstance(value, list) and value and all(positive(v) for v in value)):
+    if value == AUTO or positive(value) or (isinstance(value, list) and value and all(positive(v) for v in value)):
         return value
-    raise ValueError(f"must be a positive integer or a list of them ([C, H, W], [T, D]), "
-                     f"got {_SHORT.repr(value)}")
+    raise ValueError(f"must be a positive integer, a list of them ([C, H, W], [T, D]) or auto "
+                     f"(from the data), got {_SHORT.repr(value)}")
 
 
 # Strict: YAML already gives every value its type, so `units: true` or `epochs: yes` is a mistake,
@@ -124,10 +128,22 @@ class EarlyStopping(Section):
     restore_best: bool = True
 
 
+def _stdin_dash(value):
+    """`train: -` is YAML for a list holding null; in a data path it means standard input."""
+    return "-" if value == [None] else value
+
+
+DataPath = Annotated[str | None, BeforeValidator(_stdin_dash)]
+
+
 class DataSection(Section):
-    train: str | None = None
-    val: str | None = None
-    test: str | None = None
+    train: DataPath = Field(None, description="CSV, NPZ, NPY or Parquet file, or - for stdin; "
+                            "relative to the config file")
+    val: DataPath = None
+    test: DataPath = None
+    header: bool = Field(True, description="CSV: the first row names the columns (false: every row is data)")
+    delimiter: str | None = Field(None, min_length=1, max_length=1,
+                                  description="CSV cell separator (default: ',' or a tab for .tsv)")
     target: str | int | None = Field(None, description="column name or index (CSV; default: last), "
                                      "NPZ key (default: y), or 'input' for autoencoders")
     features: str | list[str | int] | None = Field(None, description="NPZ key (default: X) or CSV columns")
@@ -139,7 +155,7 @@ class DataSection(Section):
 
 
 class ModelSection(Section):
-    input: Annotated[int | list[int], BeforeValidator(_input_shape)]
+    input: Annotated[int | list[int] | str, BeforeValidator(_input_shape)] = AUTO
     layers: Annotated[list[LayerBlock], Field(min_length=1)]
     init: str = "glorot_uniform"
     init_from: str | None = None
@@ -193,6 +209,23 @@ class Config:
         """The plain mapping the run directory keeps as config.yaml."""
         return self.spec.model_dump()
 
+    @property
+    def auto_sizes(self) -> list[str]:
+        """The keys left to the data: model.input, model.layers[-1].units (when auto)."""
+        keys = ["model.input"] if self.spec.model.input == AUTO else []
+        if self.spec.model.layers[-1].args.get("units") == AUTO:
+            keys.append(f"model.layers[{len(self.spec.model.layers) - 1}].units")
+        return keys
+
+    def with_sizes(self, input_shape: tuple[int, ...], units: int) -> "Config":
+        """This config with its auto sizes filled in from the data."""
+        spec = self.spec.model_copy(deep=True)
+        if spec.model.input == AUTO:
+            spec.model.input = input_shape[0] if len(input_shape) == 1 else list(input_shape)
+        if spec.model.layers[-1].args.get("units") == AUTO:
+            spec.model.layers[-1].args["units"] = units
+        return Config(spec, self.source, self.lines, self.overridden)
+
     def error(self, key: str, message: str) -> ConfigError:
         return ConfigError(_locate(self.source, self.lines, self.overridden, parse_path(key), message))
 
@@ -215,11 +248,29 @@ def read_config_text(path: str | Path) -> str:
 
 
 def parse_config(text: str, source: str = "<config>", overrides=()) -> Config:
+    """Data paths written in the file are relative to the file's folder; paths given with --set,
+    to the working directory. The validated config holds them absolute, so a run directory's
+    config.yaml works from anywhere."""
     data, lines = load_mapping(text, source)
+    absolute_paths(data, Path(source).parent if source not in ("<config>", "-") else Path.cwd())
     overridden = set()
     for item in overrides:
         overridden.add(apply_override(data, item))
+    absolute_paths(data, Path.cwd())
     return validate(data, source, lines, overridden)
+
+
+PATH_KEYS = (("data", "train"), ("data", "val"), ("data", "test"), ("model", "init_from"))
+
+
+def absolute_paths(data: dict, base: str | Path) -> None:
+    """The config's relative file paths (data files, model.init_from) made absolute from base,
+    in place; '-' (stdin) and values of other types are left as they are."""
+    for section, key in PATH_KEYS:
+        block = data.get(section)
+        value = block.get(key) if isinstance(block, dict) else None
+        if isinstance(value, str) and value and value != "-" and not os.path.isabs(value):
+            block[key] = os.path.normpath(os.path.join(os.path.abspath(base), value))
 
 
 class ConfigLoader(yaml.SafeLoader):
@@ -241,9 +292,13 @@ def parse_value(text: str):
     return yaml.load(text, Loader=ConfigLoader)
 
 
+_STDIN_PATH = re.compile(r"^(\s*(?:train|val|test)\s*:\s*)-(\s*(?:#.*)?)$", re.M)
+
+
 def load_mapping(text: str, source: str) -> tuple[dict, dict]:
-    """A config's YAML text -> (its top-level mapping, {key path: line}); an empty text is {}."""
-    data, lines = load_yaml(text, source)
+    """A config's YAML text -> (its top-level mapping, {key path: line}); an empty text is {}.
+    `train: -` (stdin) is read as the string '-', which plain YAML refuses to parse."""
+    data, lines = load_yaml(_STDIN_PATH.sub(r'\1"-"\2', text), source)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -577,6 +632,15 @@ def _check_block(component: Component, path: tuple, errors: _Collector) -> None:
         component.args = {k: v for k, v in checked.items() if k != "type"}
 
 
+def _takes_units(block: Component) -> bool:
+    """Whether a layer block names a registered layer with a `units` argument."""
+    try:
+        cls = block.registry.get(block.type)
+    except (UnknownName, TypeError):
+        return False
+    return "units" in inspect.signature(cls.__init__).parameters
+
+
 def validate(data: dict, source="<config>", lines=None, overridden=()) -> Config:
     """Check everything before any work starts; report every mistake found, each with its place."""
     lines, overridden = lines or {}, set(overridden)
@@ -586,8 +650,14 @@ def validate(data: dict, source="<config>", lines=None, overridden=()) -> Config
     except ValidationError as e:
         errors.add_validation((), e, ConfigSpec)
         errors.raise_if_any()
+    output = spec.model.layers[-1]
+    auto_units = _takes_units(output) and output.args.get("units", AUTO) == AUTO
+    if auto_units:
+        output.args["units"] = 1          # checked as a number; filled from the data by prepare
     for i, block in enumerate(spec.model.layers):
         _check_block(block, ("model", "layers", i), errors)
+    if auto_units:
+        output.args["units"] = AUTO
     _check_block(spec.optimizer, ("optimizer",), errors)
     _check_block(spec.training.schedule, ("training", "schedule"), errors)
     if spec.loss not in LOSSES:

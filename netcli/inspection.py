@@ -10,7 +10,7 @@ import numpy as np
 from netcli import gradcheck
 from netcli.config import Config, load_config
 from netcli.nn import Network
-from netcli.prepare import build_network, prepare, task_of
+from netcli.prepare import build_network, prepare, sized, task_of
 from netcli.runs.weights import load_weights_into
 
 
@@ -27,7 +27,7 @@ def check_gradients(target: str | Path, overrides=(), examples: int = 4, use_ran
     trained weights), on `examples` rows of the training data or random ones
     -> (report, where the rows came from, how many)."""
     config, run_path = load_target(target, overrides)
-    net = build_network(config, dtype=np.float64)
+    net = build_network(sized(config), dtype=np.float64)
     if run_path:
         load_weights_into(net, run_path)
     X, y, source = gradcheck_batch(config, net, examples, np.random.default_rng(seed), use_random)

@@ -31,6 +31,24 @@ class Prepared:
     task: Task
     test: Split | None = None     # data.test, read before training so its mistakes show at once
 
+    def describe(self) -> str:
+        """What was read, in one line: rows, features, classes, the split, normalization."""
+        n_in = int(np.prod(self.net.input_shape))
+        parts = [f"{self.train.source}: {len(self.train)} rows for training"]
+        if self.val is not None:
+            parts[0] += f", {len(self.val)} for validation" + ("" if self.config.spec.data.val
+                                                                else f" (data.validation_split "
+                                                                     f"{self.config.spec.data.validation_split:g})")
+        parts.append(f"{n_in} features" + (f" as {list(self.net.input_shape)}" if len(self.net.input_shape) > 1 else ""))
+        if self.task.labelled:
+            parts.append(f"{len(self.prep.classes)} classes ({_preview(self.prep.classes)})")
+        elif not self.task.reconstructs:
+            parts.append(f"{self.net.output_shape[-1]} target value(s)")
+        parts.append(f"normalize {self.prep.normalize}")
+        if self.test is not None:
+            parts.append(f"test {self.test.source}: {len(self.test)} rows")
+        return "; ".join(parts)
+
 
 def rng_streams(seed: int) -> dict[str, np.random.Generator]:
     """Independent generators for each use of randomness, all from the one seed."""
@@ -51,6 +69,9 @@ def input_shape(config: Config) -> tuple[int, ...]:
 def build_network(config: Config, dtype=None, rng: np.random.Generator | None = None) -> Network:
     """Layers, loss and penalties from the config; parameters drawn from rng (default: the
     config's seed) with the config's initializer. dtype overrides config.dtype (gradcheck: float64)."""
+    if config.auto_sizes:
+        raise config.error(config.auto_sizes[0], "is auto: it comes from the training data, so this needs "
+                                                 "data.train (or give the size)")
     layers = [block.build() for block in config.spec.model.layers]
     try:
         regularization = {k: v for k, v in config.spec.regularization.model_dump().items() if v is not None}
@@ -70,8 +91,7 @@ def build_network(config: Config, dtype=None, rng: np.random.Generator | None = 
 def prepare(config: Config, rngs: dict | None = None) -> Prepared:
     """Build the network and read, split and preprocess the training data."""
     rngs = rngs or rng_streams(config.spec.seed)
-    net = build_network(config, rng=rngs["init"])
-    net.set_rng(rngs["layers"])
+    net = None if config.auto_sizes else build_network(config, rng=rngs["init"])  # its mistakes first
     d = config.spec.data
     if not d.train:
         raise config.error("data.train", "is required to train: a CSV, NPZ or NPY file, or - for stdin")
@@ -79,6 +99,10 @@ def prepare(config: Config, rngs: dict | None = None) -> Prepared:
     table = read_table(d.train, d.target, d.features, need_target=not task.reconstructs, drop=d.drop)
     if table.target is None and not task.reconstructs:
         raise config.error("data.target", f"{table.source} has no target")
+    if net is None:
+        config = config.with_sizes(*sizes_from(table, task))
+        net = build_network(config, rng=rngs["init"])
+    net.set_rng(rngs["layers"])
     lazy = isinstance(table.X, np.memmap)
     if not lazy or d.normalize != "none":  # lazy data without statistics is checked batch by batch
         check_table_finite(table)
@@ -126,6 +150,24 @@ def prepare(config: Config, rngs: dict | None = None) -> Prepared:
         load_weights_into(net, config.spec.model.init_from)
     test = load_eval_split(config, prep, task, d.test, dtype) if d.test else None
     return Prepared(config, net, train, val, prep, task, test)
+
+
+def sized(config: Config) -> Config:
+    """The config with its auto sizes taken from its training data (as it is, when it has none)."""
+    return prepare(config).config if config.auto_sizes else config
+
+
+def sizes_from(table, task: Task) -> tuple[tuple[int, ...], int]:
+    """(per-example input shape, output units) a table implies: its feature columns (or array
+    shape), and its number of classes, target width, or input width (autoencoders)."""
+    shape = tuple(int(v) for v in table.X.shape[1:])
+    if task.labelled:
+        units = len(class_labels(table.target))
+    elif task.reconstructs or table.target is None:
+        units = int(np.prod(shape))
+    else:
+        units = int(np.prod(np.asarray(table.target).shape[1:]))
+    return shape, units
 
 
 def _preview(values, n=6) -> str:

@@ -299,8 +299,9 @@ def train(config: Config | str | Path, run_dir=None, runs_base="runs", overrides
     run = RunDir.create(config.name, runs_base, run_dir, overwrite)
     reporter = reporter or Reporter(quiet=quiet)
     try:
-        run.write_text("config.yaml", dump_config(config))
+        run.write_text("config.yaml", dump_config(prepared.config))   # sizes from the data filled in
         reporter.info(f"training {config.name} into {run.path}")
+        reporter.info(f"read {prepared.describe()}")
         trainer = Trainer(prepared, run, reporter, rngs)
         trainer.write_checkpoint()  # resumable from the very start, even if killed in epoch 1
         run.write_json("summary.json", trainer._summary("running", 0.0, ""))

@@ -214,7 +214,7 @@ def test_early_stopping_with_validation_data_is_fine(tmp_path):
     ok = BASE + "  early_stopping:\n    patience: 3\n"
     assert load_config(write_config(tmp_path, ok, "a")).spec.training.early_stopping.patience == 3
     with_val = ok.replace("  validation_split: 0.1\n", "  val: val.csv\n")
-    assert load_config(write_config(tmp_path, with_val, "b")).spec.data.val == "val.csv"
+    assert load_config(write_config(tmp_path, with_val, "b")).spec.data.val == str(tmp_path / "val.csv")  # from the file
 
 
 def test_output_units_mismatch_is_named_by_layer_key(tmp_path):

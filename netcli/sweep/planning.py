@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 
-from netcli.config import Config, apply_override, load_mapping, parse_path, parse_value, read_config_text, validate
+from netcli.config import (PATH_KEYS, Config, absolute_paths, apply_override, load_mapping, parse_path, parse_value,
+                           read_config_text, validate)
 from netcli.errors import ConfigError, NetcliError
 from netcli.files import plain, safe_name, timestamped_path
 from netcli.sweep.axes import Axes, axes_from_section, derived_seed, merge_axes, parse_range, random_values, \
     yaml_text
 from netcli.sweep.store import SWEEP_FILE, TRIALS_FILE, damaged, read_sweep_file
 
-PATH_KEYS = (("data", "train"), ("data", "val"), ("data", "test"), ("model", "init_from"))
 
 
 @dataclass
@@ -55,8 +55,10 @@ class Sweep:
 
 
 def load_sweep_config(path: str | Path) -> tuple[dict, dict, dict | None]:
-    """A config file -> (its mapping without `sweep:`, line numbers, the sweep: section)."""
+    """A config file -> (its mapping without `sweep:`, line numbers, the sweep: section); its
+    paths made absolute from its folder."""
     data, lines = load_mapping(read_config_text(path), str(path))
+    absolute_paths(data, Path(path).parent)
     section = data.pop("sweep", None)
     return data, lines, section
 
@@ -134,14 +136,13 @@ def _apply(sweep: Sweep, texts: dict[str, str], seed: int | None, where: str) ->
 
 
 def _absolute_paths(data: dict, cwd: str) -> None:
-    """Relative data paths (and model.init_from) -> absolute, from cwd: workers run elsewhere."""
+    """Paths an axis or --set gave, made absolute from cwd (the file's own already are, from its
+    folder): workers run elsewhere. A sweep cannot read stdin."""
     for section, key in PATH_KEYS:
         block = data.get(section)
-        value = block.get(key) if isinstance(block, dict) else None
-        if value == "-":
+        if isinstance(block, dict) and block.get(key) == "-":
             raise ConfigError(f"{section}.{key}: a sweep cannot read standard input (-); give a file")
-        if isinstance(value, str) and value and not os.path.isabs(value):
-            block[key] = os.path.normpath(os.path.join(cwd, value))
+    absolute_paths(data, cwd)
 
 
 def _make_trials(sweep: Sweep) -> list[Trial]:
