@@ -31,7 +31,7 @@ LOCK = ".lock"   # held (flock) by the process training the run; the kernel drop
 @dataclass
 class RunDir:
     path: Path
-    _lock: int | None = field(default=None, repr=False, compare=False)
+    _lock: "_Held | None" = field(default=None, repr=False, compare=False)
 
     @classmethod
     def create(cls, config_name: str, base: str | Path = "runs", run_dir: str | Path | None = None,
@@ -78,11 +78,11 @@ class RunDir:
                               f"or choose another --run-dir") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._lock = fd
+        self._lock = _Held(fd)
 
     def unlock(self) -> None:
         if self._lock is not None:
-            os.close(self._lock)
+            self._lock.close()
             self._lock = None
 
     def in_use(self) -> bool:
@@ -134,6 +134,20 @@ class RunDir:
 
     def rewrite_metrics(self, records: list[dict]) -> None:
         self.write_text(METRICS, "".join(json.dumps(r, default=to_plain) + "\n" for r in records))
+
+
+class _Held:
+    """An open, flock-ed lock file; closing it (or losing the last reference) releases the lock."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    __del__ = close
 
 
 def resolve_run(path: str | Path) -> Path:
