@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from netcli.config import Config, load_config
-from netcli.data import Preprocessing, Split
+from netcli.data import Columns, Preprocessing, Split
 from netcli.errors import NetcliError
 from netcli.metrics import confusion, evaluate, per_class
 from netcli.nn import Network
@@ -26,6 +26,7 @@ class Run:
     net: Network
     prep: Preprocessing
     task: Task
+    columns: Columns | None = None     # the training file's column names: other files are read by name
     summary: dict | None = None
 
     @property
@@ -63,8 +64,10 @@ class Run:
         out = self.outputs(X)
         return out if proba else self.decode(out)
 
-    def split(self, path: str, need_target: bool = True, stdin=None) -> Split:
-        return load_eval_split(self.config, self.prep, self.task, path, self.net.dtype, need_target, stdin)
+    def split(self, path: str, need_target: bool = True, stdin=None, keep: list[str] = ()) -> Split:
+        """A file to evaluate or predict on, its features taken by name where it has a header."""
+        return load_eval_split(self.config, self.prep, self.task, path, self.net.dtype, need_target, stdin,
+                               self.columns, keep)
 
     def split_outputs(self, split: Split, layer: int | None = None, limit: int | None = None):
         """(inputs, outputs) of a split's first `limit` rows (all by default)."""
@@ -94,5 +97,5 @@ def load_run(path: str | Path) -> Run:
         raise NetcliError(f"{path}: no {WEIGHTS} yet (is the run still training, or did it fail "
                           f"before its first epoch?)")
     arrays = load_weights_into(net, weights)
-    prep, task = read_meta(weights, arrays)
-    return Run(path, config, net, prep, task)
+    prep, task, columns = read_meta(weights, arrays)
+    return Run(path, config, net, prep, task, columns)

@@ -182,20 +182,27 @@ def eval_cmd(run_dir, data, as_json):
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "npy"]), default="csv", show_default=True)
 @click.option("--proba", is_flag=True, help="Class probabilities (columns in class order) instead of labels.")
 @click.option("--layer", type=int, help="Output layer N's activations (e.g. an autoencoder's code).")
-def predict(run_dir, data, fmt, proba, layer):
-    """One prediction per input row on stdout."""
+@click.option("--keep", multiple=True, metavar="COLUMN",
+              help="Carry a column of the input (e.g. an id) into each output row, before the prediction.")
+def predict(run_dir, data, fmt, proba, layer, keep):
+    """One prediction per input row on stdout. Features are taken from the data by the names the
+    training file gave them; other columns are ignored unless --keep names them."""
     from netcli.api import load_run
 
+    if keep and fmt == "npy":
+        raise click.UsageError("--keep needs --format csv or jsonl (an NPY array holds numbers only)")
     run = load_run(run_dir)
     if layer is not None and not 0 <= layer < len(run.net.layers):
         raise NetcliError(f"--layer {layer}: the model has layers 0..{len(run.net.layers) - 1}")
-    split = run.split(_data_path(run, data), need_target=False)
+    split = run.split(_data_path(run, data), need_target=False, keep=list(keep))
     _, out = run.split_outputs(split, layer)
     result = out if proba or layer is not None else run.decode(out)
-    write_predictions(result, fmt, run.classes if proba and layer is None else None)
+    write_predictions(result, fmt, run.classes if proba and layer is None else None, split.extra)
 
 
-def write_predictions(result: np.ndarray, fmt: str, columns=None) -> None:
+def write_predictions(result: np.ndarray, fmt: str, columns=None, kept: dict | None = None) -> None:
+    """One line per row: CSV values, or {"prediction": ...} JSON (kept columns first, by name)."""
+    kept = kept or {}
     if fmt == "npy":
         buf = sys.stdout.buffer
         np.save(buf, np.asarray(result))
@@ -203,19 +210,26 @@ def write_predictions(result: np.ndarray, fmt: str, columns=None) -> None:
         return
     rows = np.asarray(result).reshape(len(result), -1) if np.asarray(result).ndim > 1 else np.asarray(result)
     lines = []
-    for row in rows:
+    for i, row in enumerate(rows):
         values = row.tolist() if isinstance(row, np.ndarray) else row.item()
+        carried = {name: str(cells[i]) for name, cells in kept.items()}
         if fmt == "jsonl":
             if columns is not None:
                 values = dict(zip(map(str, columns.tolist()), values))
-            lines.append(json.dumps({"prediction": values}))
+            lines.append(json.dumps({**carried, "prediction": values}))
         else:
-            lines.append(",".join(_fmt(v) for v in values) if isinstance(values, list) else _fmt(values))
+            cells = [_fmt(v) for v in values] if isinstance(values, list) else [_fmt(values)]
+            lines.append(",".join([*(_csv_cell(c) for c in carried.values()), *cells]))
     sys.stdout.write("\n".join(lines) + ("\n" if lines else ""))
 
 
 def _fmt(v) -> str:
     return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def _csv_cell(text: str) -> str:
+    """A kept cell as CSV writes it (quoted when it holds a comma, quote or newline)."""
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n\r') else text
 
 
 # -- gradcheck ---------------------------------------------------------------------

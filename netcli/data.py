@@ -1,213 +1,22 @@
-"""Data files -> arrays: CSV (header row), NPZ, NPY (memory-mapped) and '-' for stdin;
-preprocessing with statistics from the training split; seeded minibatches.
+"""Arrays -> network-ready splits: preprocessing with statistics from the training split;
+seeded minibatches. Reading the files (CSV, Parquet, NPZ, NPY, stdin) is `netcli.readers`;
+read_table and Table are re-exported here.
 
 Errors name the file, the row and the column (rows counted as in the file, header = row 1).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from netcli.errors import DataError
+from netcli.readers import Table, read_table
 
-NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
-
-
-@dataclass
-class Table:
-    """Raw features and targets as read. X: (m, ...) numbers; target: (m, ...) or None."""
-
-    X: np.ndarray
-    target: np.ndarray | None
-    source: str
-    columns: list[str] = field(default_factory=list)
-    target_name: str = ""
-
-
-# -- reading -------------------------------------------------------------------
-
-def read_table(path: str, target=None, features=None, need_target: bool = True,
-               stdin=None, n_features: int | None = None, drop=()) -> Table:
-    """Read a data file. target: column name/index (CSV), key (NPZ), .npy path or column (NPY);
-    'input' means no target column (autoencoders). need_target=False: a missing target is fine;
-    with n_features, a CSV of exactly that many columns is taken as features only."""
-    if path == "-":
-        raw = (stdin or sys.stdin.buffer).read()
-        if not raw:
-            raise DataError("<stdin>: no data on standard input")
-        if raw.startswith((NPY_MAGIC, ZIP_MAGIC)):
-            return _from_arrays(_np_load(io.BytesIO(raw), "<stdin>"), "<stdin>", target, features,
-                                need_target, n_features)
-        text = raw.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
-        return _read_csv(text, "<stdin>", target, features, need_target, n_features, drop)
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{path}: data file not found" if not p.exists() else f"{path}: not a file")
-    if p.suffix.lower() in (".npy", ".npz"):
-        return _from_arrays(_np_load(p, path), path, target, features, need_target, n_features)
-    try:
-        text = p.read_text(errors="replace")
-    except OSError as e:   # no permission, an I/O error of the disk
-        raise DataError(f"{path}: cannot read the data file ({e.strerror or e})") from None
-    return _read_csv(text, path, target, features, need_target, n_features, drop)
-
-
-def _np_load(file, source: str):
-    """An NPY file (memory-mapped when on disk) or the arrays of an NPZ file, without pickles.
-    Whatever is wrong with the bytes becomes one DataError naming the file."""
-    try:
-        loaded = np.load(file, mmap_mode="r" if isinstance(file, Path) else None, allow_pickle=False)
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            with loaded:
-                return {k: loaded[k] for k in loaded.files}
-        return loaded
-    except Exception as e:  # truncated, corrupt, pickled, encrypted, ...: all the file's fault
-        raise DataError(f"{source}: cannot read it as NPY or NPZ ({type(e).__name__}: {e}); "
-                        f"is it truncated or corrupt?") from None
-
-
-def _from_arrays(loaded, source, target, features, need_target, n_features) -> Table:
-    if isinstance(loaded, dict):
-        return _read_npz(loaded, source, target, features, need_target)
-    return _from_npy(loaded, source, target, need_target, n_features)
-
-
-def _read_npz(arrays: dict, source, target, features, need_target) -> Table:
-    x_key = features if isinstance(features, str) else "X"
-    y_key = "y" if target in (None, "input") else str(target)
-    if x_key not in arrays:
-        raise DataError(f"{source}: no array {x_key!r} (set data.features); the file has: "
-                        f"{', '.join(arrays) or 'nothing'}")
-    y = None
-    if target != "input":
-        if y_key in arrays:
-            y = arrays[y_key]
-        elif need_target:
-            raise DataError(f"{source}: no target array {y_key!r} (set data.target); the file has: "
-                            f"{', '.join(arrays)}")
-    X = arrays[x_key]
-    _check_numeric(X, source, x_key)
-    if y is not None:
-        _check_numeric(y, source, y_key)
-    if y is not None and len(y) != len(X):
-        raise DataError(f"{source}: {x_key!r} has {len(X)} rows but {y_key!r} has {len(y)}")
-    return Table(X, y, source, target_name=y_key)
-
-
-def _from_npy(array, source, target, need_target, n_features=None) -> Table:
-    _check_numeric(array, source, "array")
-    if target == "input":
-        return Table(array, None, source)
-    if isinstance(target, str) and target.endswith(".npy"):
-        y = _np_load(Path(target), target)
-        if isinstance(y, dict):
-            raise DataError(f"{target}: data.target names an NPZ file; name a .npy array")
-        _check_numeric(y, target, "array")
-        if len(y) != len(array):
-            raise DataError(f"{target}: has {len(y)} rows but {source} has {len(array)}")
-        return Table(array, y, source, target_name=target)
-    if not need_target and (target is None or isinstance(target, int)):
-        width = int(np.prod(array.shape[1:]))
-        if n_features is None or width == n_features or array.ndim != 2 or width != n_features + 1:
-            return Table(array, None, source)  # features only; else the target column is dropped below
-    if array.ndim != 2:
-        raise DataError(f"{source}: an NPY file of shape {array.shape} holds no target column; "
-                        f"name a target .npy file in data.target, or use NPZ with X and y")
-    col = -1 if target is None else int(target)
-    if not -array.shape[1] <= col < array.shape[1]:
-        raise DataError(f"{source}: target column {col} is outside its {array.shape[1]} columns")
-    col %= array.shape[1]
-    keep = [c for c in range(array.shape[1]) if c != col]
-    X = array[:, :col] if col == array.shape[1] - 1 else array[:, keep]
-    return Table(X, array[:, col], source, target_name=f"column {col}")
-
-
-def _check_numeric(array, source, key):
-    if array.dtype.kind not in "biuf":
-        raise DataError(f"{source}: array {key!r} has dtype {array.dtype}; netcli reads numeric arrays")
-    if array.ndim == 0 or len(array) == 0:
-        raise DataError(f"{source}: array {key!r} has shape {list(array.shape)}; it needs one row per "
-                        f"example and at least one row")
-
-
-def _read_csv(text: str, source: str, target, features, need_target, n_features=None, drop=()) -> Table:
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a long cell is the data's problem, not csv's
-    rows = list(csv.reader(io.StringIO(text)))
-    while rows and not any(cell.strip() for cell in rows[-1]):
-        rows.pop()
-    if not rows:
-        raise DataError(f"{source}: empty file; expected a header row and data rows")
-    header = [h.strip() for h in rows[0]]
-    if len(rows) < 2:
-        raise DataError(f"{source}: only a header row, no data rows")
-    ncol = len(header)
-    target_col = None
-    dropped = {c for c in range(ncol) if header[c] in drop or c in drop}
-    features_only = not need_target and features is None and ncol - len(dropped) == n_features
-    if target != "input" and not features_only:
-        if not need_target and target is not None and target not in header and not isinstance(target, int):
-            target_col = None  # data to predict on, without the target column
-        else:
-            target_col = _column_index(target if target is not None else ncol - 1, header, source, "target")
-    if features is None:
-        feature_cols = [c for c in range(ncol) if c != target_col and c not in dropped]
-    else:
-        names = [features] if isinstance(features, (str, int)) else features
-        feature_cols = [_column_index(f, header, source, "feature") for f in names]
-    if not feature_cols:
-        raise DataError(f"{source}: no feature columns left (header: {', '.join(header)})")
-    X = np.empty((len(rows) - 1, len(feature_cols)), dtype=np.float64)
-    target_cells = []
-    for r, row in enumerate(rows[1:]):
-        line = r + 2
-        if len(row) != ncol:
-            raise DataError(f"{source}: row {line} has {len(row)} columns, the header has {ncol}")
-        for j, c in enumerate(feature_cols):
-            try:
-                X[r, j] = value = float(row[c])
-            except ValueError:
-                raise DataError(f"{source}: row {line}, column {c + 1} ({header[c]!r}): "
-                                f"not a number: {row[c]!r}") from None
-            if not math.isfinite(value):
-                raise DataError(f"{source}: row {line}, column {c + 1} ({header[c]!r}): value is "
-                                f"{row[c].strip()}; remove or impute NaN and Inf before training")
-        if target_col is not None:
-            target_cells.append(row[target_col].strip())
-    y = None
-    if target_col is not None:
-        y = _parse_target(target_cells)
-        if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
-            r = int(np.argmax(~np.isfinite(y)))
-            raise DataError(f"{source}: row {r + 2}, column {target_col + 1} ({header[target_col]!r}): "
-                            f"target is {target_cells[r]}; remove or impute NaN and Inf")
-    return Table(X, y, source, [header[c] for c in feature_cols],
-                 header[target_col] if target_col is not None else "")
-
-
-def _column_index(key, header, source, what) -> int:
-    if isinstance(key, int) or (isinstance(key, str) and key.lstrip("-").isdigit() and key not in header):
-        index = int(key)
-        if not -len(header) <= index < len(header):
-            raise DataError(f"{source}: {what} column index {index} is outside the {len(header)} columns")
-        return index % len(header)
-    if key not in header:
-        raise DataError(f"{source}: no {what} column {key!r}; the header has: {', '.join(header)}")
-    return header.index(key)
-
-
-def _parse_target(cells: list[str]) -> np.ndarray:
-    """Numbers when every cell is one, else the strings themselves (class labels)."""
-    try:
-        return np.array([float(c) for c in cells])
-    except ValueError:
-        return np.array(cells, dtype=str)
+__all__ = ["Table", "read_table", "Preprocessing", "Split", "make_split", "batches", "split_indices",
+           "class_labels", "one_hot", "check_finite", "check_fits", "check_table_finite"]
 
 
 # -- preprocessing -------------------------------------------------------------
@@ -372,6 +181,15 @@ def batches(n: int, batch_size: int | str, rng: np.random.Generator | None):
 
 # -- from a config's data section to network-ready splits ----------------------
 
+@dataclass(frozen=True)
+class Columns:
+    """The training file's feature columns by name (None: an array file, taken by position) and
+    its target column's name: how eval and predict find them in another file, by name."""
+
+    features: list[str] | None = None
+    target: str | None = None
+
+
 @dataclass
 class Split:
     """Rows ready for the network. take(idx) -> (X (b, *input_shape), y (b, ...)).
@@ -386,6 +204,7 @@ class Split:
     labels: np.ndarray | None = None
     prep: Preprocessing | None = None      # set only for lazy (memory-mapped) splits
     dtype: object = np.float32
+    extra: dict = field(default_factory=dict)   # columns carried through to predictions (--keep)
 
     def __len__(self):
         return len(self.X)
@@ -422,6 +241,9 @@ def make_split(table: Table, prep: Preprocessing, task, dtype, rows=None) -> Spl
         if task.labelled:
             labels = target
             y = one_hot(target, prep.classes, table.source, dtype)
+        elif prep.classes is not None:   # a binary task's two text labels: the second is 1
+            labels = target
+            y = one_hot(target, prep.classes, table.source, dtype)[:, 1:]
         else:
             if np.asarray(target).dtype.kind not in "biuf":
                 raise DataError(f"{table.source}: the target column {table.target_name!r} holds text "

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from netcli.config import Config
-from netcli.data import (Preprocessing, Split, check_table_finite, class_labels, make_split, read_table,
+from netcli.data import (Columns, Preprocessing, Split, check_table_finite, class_labels, make_split, read_table,
                          split_indices)
-from netcli.errors import NetcliError
+from netcli.errors import DataError, NetcliError
 from netcli.nn import LOSSES, Network
 from netcli.nn.layers.base import BuildError
 from netcli.nn.regularizers import make_penalties
-from netcli.nn.tasks import Task, task_for
+from netcli.nn.tasks import Binary, Task, task_for
 from netcli.runs.weights import load_weights_into
 
 
@@ -30,6 +30,7 @@ class Prepared:
     prep: Preprocessing
     task: Task
     test: Split | None = None     # data.test, read before training so its mistakes show at once
+    columns: "Columns | None" = None
 
     def describe(self) -> str:
         """What was read, in one line: rows, features, classes, the split, normalization."""
@@ -96,7 +97,8 @@ def prepare(config: Config, rngs: dict | None = None) -> Prepared:
     if not d.train:
         raise config.error("data.train", "is required to train: a CSV, NPZ or NPY file, or - for stdin")
     task = task_of(config)
-    table = read_table(d.train, d.target, d.features, need_target=not task.reconstructs, drop=d.drop)
+    table = read_table(d.train, d.target, d.features, need_target=not task.reconstructs, drop=d.drop,
+                       header=d.header, delimiter=d.delimiter)
     if table.target is None and not task.reconstructs:
         raise config.error("data.target", f"{table.source} has no target")
     if net is None:
@@ -107,6 +109,12 @@ def prepare(config: Config, rngs: dict | None = None) -> Prepared:
     if not lazy or d.normalize != "none":  # lazy data without statistics is checked batch by batch
         check_table_finite(table)
     classes = None
+    if isinstance(task, Binary) and np.asarray(table.target).dtype.kind in "US":
+        classes = class_labels(table.target)
+        if len(classes) != 2:
+            raise DataError(f"{table.source}: binary_cross_entropy needs two labels in the target column "
+                            f"{table.target_name!r}, found {len(classes)} ({_preview(classes)}); "
+                            f"for more classes use loss: cross_entropy")
     if task.labelled:
         classes = class_labels(table.target)
         units = net.output_shape[-1]
@@ -117,8 +125,9 @@ def prepare(config: Config, rngs: dict | None = None) -> Prepared:
                                f"{len(classes)} classes ({_preview(classes)}); set units: {len(classes)}")
     labels = table.target if task.labelled else None
     if d.val:
-        train_rows, val_table = None, read_table(d.val, d.target, d.features,
-                                                 need_target=not task.reconstructs, drop=d.drop)
+        train_rows, val_table = None, read_table(d.val, d.target, d.features, need_target=not task.reconstructs,
+                                                 drop=d.drop, header=d.header, delimiter=d.delimiter,
+                                                 columns=table.columns)
         if not isinstance(val_table.X, np.memmap):
             check_table_finite(val_table)
     else:
@@ -134,6 +143,7 @@ def prepare(config: Config, rngs: dict | None = None) -> Prepared:
     fit_rows = table.X if train_rows is None else table.X[train_rows]
     prep = Preprocessing.fit(fit_rows if d.normalize != "none" else table.X[:1], d.normalize,
                              classes, net.input_shape)
+    columns = Columns(table.columns, table.target_name or None)
     dtype = net.dtype
     train = make_split(table, prep, task, dtype, rows=train_rows)
     if val_table is not None:
@@ -148,8 +158,8 @@ def prepare(config: Config, rngs: dict | None = None) -> Prepared:
                               f"but the network outputs {list(net.output_shape)}")
     if config.spec.model.init_from:
         load_weights_into(net, config.spec.model.init_from)
-    test = load_eval_split(config, prep, task, d.test, dtype) if d.test else None
-    return Prepared(config, net, train, val, prep, task, test)
+    test = load_eval_split(config, prep, task, d.test, dtype, columns=columns) if d.test else None
+    return Prepared(config, net, train, val, prep, task, test, columns)
 
 
 def sized(config: Config) -> Config:
@@ -176,12 +186,24 @@ def _preview(values, n=6) -> str:
 
 
 def load_eval_split(config: Config, prep: Preprocessing, task: Task, path: str, dtype,
-                    need_target: bool = True, stdin=None) -> Split:
-    """A test or prediction file, preprocessed with the run's training statistics."""
+                    need_target: bool = True, stdin=None, columns: Columns | None = None,
+                    keep: list[str] = ()) -> Split:
+    """A test or prediction file, preprocessed with the run's training statistics. With the
+    training columns, a file with a header has its features taken by name (extra columns are
+    ignored; `keep` names those to carry through, in Split.extra)."""
     d = config.spec.data
     n_features = int(np.prod(prep.input_shape))
-    table = read_table(path, d.target, d.features, need_target=need_target and not task.reconstructs,
-                       stdin=stdin, n_features=n_features, drop=d.drop)
+    by_name = columns is not None and columns.features is not None
+    target = columns.target if by_name and columns.target and d.target is None else d.target
+    table = read_table(path, target, d.features, need_target=need_target and not task.reconstructs,
+                       stdin=stdin, n_features=n_features, drop=d.drop, header=d.header,
+                       delimiter=d.delimiter, columns=columns.features if by_name and d.header else None)
+    for name in keep:
+        if name not in table.extra:
+            raise DataError(f"{table.source}: --keep {name}: no such column besides the features and the "
+                            f"target (others: {', '.join(table.extra) or 'none'})")
     if not isinstance(table.X, np.memmap):
         check_table_finite(table)
-    return make_split(table, prep, task, dtype)
+    split = make_split(table, prep, task, dtype)
+    split.extra = {name: table.extra[name] for name in keep}
+    return split

@@ -250,7 +250,7 @@ class Trainer:
         return total > self.progress.epoch and (asked or not stopped_early)
 
     def write_weights(self) -> None:
-        save_weights(self.run.path / WEIGHTS, self.net, self.p.prep, self.p.task)
+        save_weights(self.run.path / WEIGHTS, self.net, self.p.prep, self.p.task, self.p.columns)
 
     def _keep_last_good(self, status: str, message: str = "") -> None:
         """Write the last complete epoch's state and the status; a second Ctrl-C, SIGTERM or

@@ -125,3 +125,74 @@ def test_training_says_what_it_read(tmp_path):
                      "normalize standard", "test.csv: 360 rows"):
         assert fragment in said, (fragment, said)
     assert done.stdout.strip() == str(tmp_path / "run")
+
+
+# -- eval and predict take the training columns by name ----------------------------------------
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def test_eval_and_predict_take_features_by_name(tmp_path):
+    run = tmp_path / "run"
+    assert invoke("train", write_config(tmp_path, digits_config()), "--run-dir", run, "-q").exit_code == 0
+    frame = pd.read_csv(DIGITS_TEST)
+    frame.insert(0, "id", [f"img{i}" for i in range(len(frame))])
+    frame[frame.columns[::-1]].to_csv(tmp_path / "reversed.csv", index=False)
+    plain = invoke("eval", run, "--json")
+    shuffled = invoke("eval", run, "--data", tmp_path / "reversed.csv", "--json")
+    assert shuffled.exit_code == 0, shuffled.stderr
+    import json
+    assert json.loads(shuffled.stdout)["accuracy"] == json.loads(plain.stdout)["accuracy"] > 0.8
+    expected = invoke("predict", run).stdout.splitlines()
+    frame.drop(columns=["label"]).to_csv(tmp_path / "unlabelled.csv", index=False)
+    kept = invoke("predict", run, "--data", tmp_path / "unlabelled.csv", "--keep", "id")
+    assert kept.exit_code == 0, kept.stderr
+    assert kept.stdout.splitlines() == [f"img{i},{p}" for i, p in enumerate(expected)]
+    assert invoke("predict", run, "--data", tmp_path / "reversed.csv").stdout.splitlines() == expected
+
+
+def test_a_missing_column_or_a_headerless_file_is_named(tmp_path):
+    run = tmp_path / "run"
+    assert invoke("train", write_config(tmp_path, digits_config()), "--run-dir", run, "-q").exit_code == 0
+    frame = pd.read_csv(DIGITS_TEST)
+    frame.drop(columns=["p5"]).to_csv(tmp_path / "missing.csv", index=False)
+    assert_user_error(invoke("predict", run, "--data", tmp_path / "missing.csv"), 2, "'p5'", "did you mean")
+    frame.to_csv(tmp_path / "nohead.csv", index=False, header=False)
+    assert_user_error(invoke("predict", run, "--data", tmp_path / "nohead.csv"), 2, "no header", "data.header")
+    assert_user_error(invoke("predict", run, "--data", DIGITS_TEST, "--keep", "nope"), 2,
+                      "--keep nope")
+
+
+def test_a_headerless_training_file_is_read_whole_with_header_false(tmp_path):
+    frame = pd.read_csv(DIGITS_TRAIN)
+    frame.to_csv(tmp_path / "nohead.csv", index=False, header=False)
+    cfg = digits_config(data={"train": str(tmp_path / "nohead.csv"), "header": False, "target": 64,
+                              "test": None})
+    result = invoke("validate", write_config(tmp_path, cfg))
+    assert result.exit_code == 0, result.stderr
+    rows = int(result.stdout.split(" rows for training")[0].split()[-1])
+    assert rows + int(result.stdout.split(" for validation")[0].split()[-1]) == len(frame)   # no row lost
+
+
+def test_two_text_labels_with_binary_cross_entropy(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    label = np.where(X[:, 0] + X[:, 1] > 0, "spam", "ham")
+    pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "label": label}).to_csv(tmp_path / "mail.csv",
+                                                                                    index=False)
+    cfg = {"data": {"train": str(tmp_path / "mail.csv"), "target": "label"},
+           "model": {"layers": [{"type": "dense", "units": 8, "activation": "tanh"},
+                                {"type": "dense", "activation": "sigmoid"}]},
+           "loss": "binary_cross_entropy", "optimizer": {"type": "adam", "lr": 0.05},
+           "training": {"epochs": 30}}
+    run = tmp_path / "run"
+    result = invoke("train", write_config(tmp_path, cfg), "--run-dir", run, "-q")
+    assert result.exit_code == 0, result.stderr
+    predicted = invoke("predict", run, "--data", tmp_path / "mail.csv").stdout.split()
+    assert set(predicted) <= {"spam", "ham"} and np.mean(np.array(predicted) == label) > 0.9
+    three = label.copy()
+    three[0] = "eggs"
+    pd.DataFrame({"a": X[:, 0], "label": three}).to_csv(tmp_path / "three.csv", index=False)
+    cfg["data"]["train"] = str(tmp_path / "three.csv")
+    assert_user_error(invoke("validate", write_config(tmp_path, cfg, "three")), 2, "two labels", "cross_entropy")

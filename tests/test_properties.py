@@ -441,7 +441,7 @@ def test_random_configs_validate_and_train_cleanly(world, data, base):
     path = write_config(d, cfg, "config")
     options = [a for s in sets for a in ("--set", s)]
     locators = [path.name, "--set"] + _files_set(sets)
-    checked = assert_clean(run("validate", path, *options), locators)
+    checked = assert_clean(run("validate", path, *options), locators + _data_files(cfg))  # it reads the data
     trained = assert_clean(run("train", path, *options, "--run-dir", d / "run", "-q"),
                            locators + _data_files(cfg), may_diverge=True)
     event(f"validate {checked}, train {trained}")
@@ -493,7 +493,7 @@ def test_huge_numbers_in_a_config_are_refused_cleanly(world, data, base):
     for path in data.draw(st.lists(st.sampled_from(numeric), min_size=1, max_size=2, unique=True), label="keys"):
         at(cfg, path[:-1])[path[-1]] = data.draw(huge_numbers, label=dotted(path))
     path = write_config(scratch(world), cfg, "config")
-    event(assert_clean(run("validate", path), [path.name]))
+    event(assert_clean(run("validate", path), [path.name] + _data_files(cfg)))  # validate reads the data
 
 
 @pytest.mark.parametrize("command", ["validate", "train"])

@@ -66,7 +66,9 @@ class Classification(Task):
 
 
 class Binary(Task):
-    """Independent yes/no outputs in (0, 1) against 0/1 targets; the answer is out > 0.5."""
+    """Independent yes/no outputs in (0, 1) against 0/1 targets; the answer is out > 0.5.
+    Two text labels (`spam`, `ham`) are the classes [first, second] in sorted order: the
+    second is 1, and answers are given as the labels."""
 
     name = "binary"
     metric = "accuracy"
@@ -75,7 +77,8 @@ class Binary(Task):
         return {"accuracy": float(np.mean((out > 0.5) == (y > 0.5)))}
 
     def decode(self, out, classes):
-        return (out > 0.5).astype(np.int64)
+        yes = (out > 0.5).astype(np.int64)
+        return yes if classes is None else classes[yes]
 
     def random_targets(self, rng, X, shape):
         return rng.integers(0, 2, size=shape).astype(float)

@@ -4,6 +4,9 @@
     meta.normalize, meta.offset, meta.scale, meta.input_shape, meta.classes
                           the preprocessing fitted on the training split (Preprocessing.to_arrays)
     meta.task             what the outputs mean (netcli.nn.tasks: classification, binary, ...)
+    meta.features, meta.target_column
+                          the training file's feature and target column names (CSV, Parquet),
+                          so eval and predict take them by name
     meta.netcli_version
 """
 
@@ -14,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from netcli import __version__
-from netcli.data import Preprocessing
+from netcli.data import Columns, Preprocessing
 from netcli.errors import NetcliError
 from netcli.files import load_npz, save_npz
 from netcli.nn import Network
@@ -24,16 +27,22 @@ WEIGHTS = "weights.npz"
 REQUIRED = ("meta.normalize", "meta.input_shape", "meta.task")
 
 
-def weight_arrays(net: Network, prep: Preprocessing, task: Task) -> dict[str, np.ndarray]:
+def weight_arrays(net: Network, prep: Preprocessing, task: Task,
+                  columns: Columns | None = None) -> dict[str, np.ndarray]:
     arrays = {name: np.array(p) for name, p in net.params.items()}
     arrays.update(prep.to_arrays())
     arrays["meta.task"] = np.array(task.name)
+    if columns is not None and columns.features is not None:
+        arrays["meta.features"] = np.array(columns.features, dtype=str)
+        if columns.target:
+            arrays["meta.target_column"] = np.array(columns.target)
     arrays["meta.netcli_version"] = np.array(__version__)
     return arrays
 
 
-def save_weights(path: Path, net: Network, prep: Preprocessing, task: Task) -> None:
-    save_npz(path, weight_arrays(net, prep, task))
+def save_weights(path: Path, net: Network, prep: Preprocessing, task: Task,
+                 columns: Columns | None = None) -> None:
+    save_npz(path, weight_arrays(net, prep, task, columns))
 
 
 def weights_file(source: str | Path) -> Path:
@@ -58,8 +67,8 @@ def load_weights_into(net: Network, source: str | Path) -> dict[str, np.ndarray]
     return arrays
 
 
-def read_meta(path: Path, arrays: dict[str, np.ndarray]) -> tuple[Preprocessing, Task]:
-    """The preprocessing and task a weights.npz records."""
+def read_meta(path: Path, arrays: dict[str, np.ndarray]) -> tuple[Preprocessing, Task, Columns]:
+    """The preprocessing, task and training columns a weights.npz records."""
     missing = [k for k in REQUIRED if k not in arrays]
     if missing:
         raise NetcliError(f"{path}: has no {', '.join(missing)}; the file is damaged or not netcli's")
@@ -68,7 +77,11 @@ def read_meta(path: Path, arrays: dict[str, np.ndarray]) -> tuple[Preprocessing,
         raise NetcliError(f"{path}: meta.task {str(arrays['meta.task'])[:40]!r} is not a task netcli knows "
                           f"({', '.join(TASKS)}); the file is damaged or not netcli's")
     try:
-        return Preprocessing.from_arrays(arrays), task
+        features = arrays.get("meta.features")
+        target = arrays.get("meta.target_column")
+        columns = Columns(None if features is None else [str(f) for f in features.reshape(-1)],
+                          None if target is None else str(target))
+        return Preprocessing.from_arrays(arrays), task, columns
     except (ValueError, TypeError, KeyError, IndexError) as e:
         raise NetcliError(f"{path}: its preprocessing record (meta.*) cannot be read ({type(e).__name__}: "
                           f"{e}); the file is damaged or not netcli's") from None
