@@ -46,8 +46,7 @@ class Run:
     def network_outputs(self, X: np.ndarray, batch_size: int = 1024, layer: int | None = None) -> np.ndarray:
         """Preprocessed rows (m, *input_shape) -> outputs, batch_size rows at a time; layer=N:
         layer N's activations."""
-        if layer is not None and not 0 <= layer < len(self.net.layers):
-            raise NetcliError(f"layer {layer}: the model has layers 0..{len(self.net.layers) - 1}")
+        self.check_layer(layer)
         parts = []
         for s in range(0, len(X), batch_size):
             if layer is None:
@@ -55,6 +54,11 @@ class Run:
             else:
                 parts.append(self.net.forward(X[s:s + batch_size], upto=layer))
         return np.concatenate(parts) if parts else np.empty((0, *self.net.output_shape))
+
+    def check_layer(self, layer: int | None, name: str = "layer") -> None:
+        """A layer index the model has (None: the output); `name` is how the caller called it."""
+        if layer is not None and not 0 <= layer < len(self.net.layers):
+            raise NetcliError(f"{name} {layer}: the model has layers 0..{len(self.net.layers) - 1}")
 
     def decode(self, out: np.ndarray) -> np.ndarray:
         """Outputs -> answers: class labels for classification, 0/1 for binary, values otherwise."""

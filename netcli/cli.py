@@ -192,8 +192,7 @@ def predict(run_dir, data, fmt, proba, layer, keep):
     if keep and fmt == "npy":
         raise click.UsageError("--keep needs --format csv or jsonl (an NPY array holds numbers only)")
     run = load_run(run_dir)
-    if layer is not None and not 0 <= layer < len(run.net.layers):
-        raise NetcliError(f"--layer {layer}: the model has layers 0..{len(run.net.layers) - 1}")
+    run.check_layer(layer, "--layer")      # before the data is read
     split = run.split(_data_path(run, data), need_target=False, keep=list(keep))
     _, out = run.split_outputs(split, layer)
     result = out if proba or layer is not None else run.decode(out)

@@ -24,7 +24,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationE
 from netcli.constraints import NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat
 from netcli.errors import ConfigError
 from netcli.nn import ACTIVATIONS, LAYERS, LOSSES, REGULARIZERS
-from netcli.nn.tasks import task_for
+from netcli.nn.tasks import Task, task_for
 from netcli.optim import OPTIMIZERS, SCHEDULES
 from netcli.registry import Registry, UnknownName
 
@@ -208,6 +208,11 @@ class Config:
     def as_dict(self) -> dict:
         """The plain mapping the run directory keeps as config.yaml."""
         return self.spec.model_dump()
+
+    @property
+    def task(self) -> Task:
+        """What the outputs mean: the loss's task, or an autoencoder's (data.target: input)."""
+        return task_of(self.spec)
 
     @property
     def auto_sizes(self) -> list[str]:
@@ -632,6 +637,10 @@ def _check_block(component: Component, path: tuple, errors: _Collector) -> None:
         component.args = {k: v for k, v in checked.items() if k != "type"}
 
 
+def task_of(spec: ConfigSpec) -> Task:
+    return task_for(LOSSES.get(spec.loss).task, spec.data.target)
+
+
 def _takes_units(block: Component) -> bool:
     """Whether a layer block names a registered layer with a `units` argument."""
     try:
@@ -671,8 +680,7 @@ def validate(data: dict, source="<config>", lines=None, overridden=()) -> Config
         errors.add(("training", "early_stopping"),
                    "needs validation data: set data.validation_split (e.g. 0.1) or data.val")
     if es is not None and spec.loss in LOSSES:
-        task = task_for(LOSSES.get(spec.loss).task, spec.data.target)
-        allowed = ["val_loss", f"val_{task.metric}", "loss"]
+        allowed = ["val_loss", f"val_{task_of(spec).metric}", "loss"]
         if es.monitor not in allowed:
             errors.add(("training", "early_stopping", "monitor"),
                        f"must be one of {', '.join(allowed)} for this loss; got {es.monitor!r}")

@@ -10,7 +10,7 @@ import numpy as np
 from netcli import gradcheck
 from netcli.config import Config, load_config
 from netcli.nn import Network
-from netcli.prepare import build_network, prepare, sized, task_of
+from netcli.prepare import build_network, prepare, sized
 from netcli.runs.weights import load_weights_into
 
 
@@ -43,7 +43,7 @@ def gradcheck_batch(config: Config, net: Network, k: int, rng: np.random.Generat
         X, y = train.take(np.sort(idx))
         return X.astype(np.float64), y.astype(np.float64), train.source
     X = rng.normal(size=(k, *net.input_shape))
-    return X, task_of(config).random_targets(rng, X, (k, *net.output_shape)), "random"
+    return X, config.task.random_targets(rng, X, (k, *net.output_shape)), "random"
 
 
 def layer_rows(net: Network) -> list[tuple[int, str, list[int], int]]:

@@ -15,7 +15,7 @@ from netcli.errors import DataError, NetcliError
 from netcli.nn import LOSSES, Network
 from netcli.nn.layers.base import BuildError
 from netcli.nn.regularizers import make_penalties
-from netcli.nn.tasks import Binary, Task, task_for
+from netcli.nn.tasks import Binary, Task
 from netcli.runs.weights import load_weights_into
 
 
@@ -57,11 +57,6 @@ def rng_streams(seed: int) -> dict[str, np.random.Generator]:
     return {n: np.random.default_rng(s) for n, s in zip(names, np.random.SeedSequence(seed).spawn(4))}
 
 
-def task_of(config: Config) -> Task:
-    """What the config's outputs mean: its loss's task, or an autoencoder's (target: input)."""
-    return task_for(LOSSES.get(config.spec.loss).task, config.spec.data.target)
-
-
 def input_shape(config: Config) -> tuple[int, ...]:
     shape = config.spec.model.input
     return (shape,) if isinstance(shape, int) else tuple(shape)
@@ -96,7 +91,7 @@ def prepare(config: Config, rngs: dict | None = None) -> Prepared:
     d = config.spec.data
     if not d.train:
         raise config.error("data.train", "is required to train: a CSV, NPZ or NPY file, or - for stdin")
-    task = task_of(config)
+    task = config.task
     table = read_table(d.train, d.target, d.features, need_target=not task.reconstructs, drop=d.drop,
                        header=d.header, delimiter=d.delimiter)
     if table.target is None and not task.reconstructs:
