@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -257,6 +257,10 @@ class Trainer:
         SIGHUP meanwhile is ignored, so the files and the status are always whole."""
         with signals_ignored():
             self.net.theta[...] = self.saved.theta
+            logged = len(self.progress.history)
+            self.progress = replace(self.saved.progress, history=list(self.saved.progress.history))
+            if logged != len(self.progress.history):   # stopped between an epoch's log and its snapshot
+                self.run.rewrite_metrics(self.progress.history)
             self.write_checkpoint()
             self.write_weights()
             self.run.write_json("summary.json", self._summary(status, self.wall_seconds(), message))

@@ -268,6 +268,19 @@ def test_a_second_ctrl_c_while_saving_is_ignored(tmp_path, monkeypatch):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # restored afterwards
 
 
+def test_an_interrupt_between_an_epochs_log_and_its_snapshot_keeps_the_files_in_step(tmp_path):
+    import netcli.training as training
+    path = write_config(tmp_path, digits_config(training={"epochs": 5}), "x")
+    with pytest.raises(Interrupted):
+        training.train(path, run_dir=tmp_path / "run", reporter=StopAt(3))   # epoch 3 logged, not snapshot
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    checkpoint = load_npz(run / "checkpoint.npz")
+    assert summary["epochs"] == int(checkpoint["epoch"]) == 2
+    assert summary["steps"] == int(checkpoint["step"])
+    assert [r["epoch"] for r in read_metrics(run)] == [1, 2]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
 def test_sighup_and_sigterm_stop_training_like_ctrl_c(tmp_path, sig):
