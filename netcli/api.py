@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from netcli.config import Config, load_config
-from netcli.data import Columns, Preprocessing, Split
+from netcli.data import Columns, Preprocessing, Split, Table
+from netcli.readers import read_frame
 from netcli.errors import NetcliError
 from netcli.metrics import confusion, evaluate, per_class
 from netcli.nn import Network
@@ -37,11 +38,26 @@ class Run:
     def classes(self):
         return self.prep.classes
 
-    def outputs(self, X: np.ndarray, batch_size: int = 1024, layer: int | None = None) -> np.ndarray:
+    def outputs(self, X, batch_size: int = 1024, layer: int | None = None) -> np.ndarray:
         """Raw feature rows -> network outputs (probabilities for classification);
-        layer=N gives layer N's activations instead (an autoencoder's code)."""
-        X = self.prep.inputs(np.asarray(X), self.net.dtype, "input")
+        layer=N gives layer N's activations instead (an autoencoder's code). X: an array
+        (m, features) in the training columns' order, or a pandas DataFrame, its features
+        taken by name (other columns ignored)."""
+        table = self.prep.encode(self.raw_table(X))
+        X = self.prep.inputs(table.X, self.net.dtype, table.source)
         return self.network_outputs(X, batch_size, layer)
+
+    def raw_table(self, X) -> Table:
+        """Rows given in memory, read as a data file would be: a DataFrame by column name
+        (category columns checked against the run's), an array by position."""
+        if hasattr(X, "columns") and hasattr(X, "iloc"):     # a pandas DataFrame
+            named = self.columns.features if self.columns is not None else None
+            return read_frame(X, "input", need_target=False, columns=named, categories=self.prep.categories,
+                              missing=self.prep.fill is not None, source="input")
+        if self.prep.categories:
+            raise NetcliError(f"this run one-hot encodes {', '.join(self.prep.categories)}: pass a pandas "
+                              f"DataFrame with the feature columns by name, not an array")
+        return Table(np.asarray(X), None, "input")
 
     def network_outputs(self, X: np.ndarray, batch_size: int = 1024, layer: int | None = None) -> np.ndarray:
         """Preprocessed rows (m, *input_shape) -> outputs, batch_size rows at a time; layer=N:

@@ -149,6 +149,10 @@ class DataSection(Section):
     features: str | list[str | int] | None = Field(None, description="NPZ key (default: X) or CSV columns")
     drop: list[str | int] = Field(default_factory=list, description="CSV columns to ignore (e.g. the "
                                   "label column of an autoencoder's data)")
+    categorical: list[str] = Field(default_factory=list, description="feature columns to one-hot encode "
+                                   "(columns of text are found without being listed)")
+    impute: Literal["error", "mean", "median"] = Field("error", description="empty feature cells: an error, "
+                                                        "or filled with the training rows' mean or median")
     validation_split: UnitFloat = 0.0
     normalize: Literal["none", "standard", "minmax", "minmax_global"] = "none"
     shuffle: bool = True

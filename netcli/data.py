@@ -7,11 +7,13 @@ Errors name the file, the row and the column (rows counted as in the file, heade
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from netcli.encoding import encode
 from netcli.errors import DataError
 from netcli.readers import Table, read_table
 
@@ -31,6 +33,13 @@ class Preprocessing:
     scale: np.ndarray | None = None
     classes: np.ndarray | None = None      # sorted labels of a classification task
     input_shape: tuple = ()
+    impute: str = "error"                  # data.impute: how empty feature cells were filled
+    fill: np.ndarray | None = None         # (numeric features,) the training mean or median
+    categories: dict[str, list[str]] | None = None   # category column -> its sorted labels (one-hot)
+
+    def encode(self, table: Table) -> Table:
+        """Raw columns as read -> X the network's numbers (netcli.encoding)."""
+        return encode(table, self.fill, self.categories)
 
     @classmethod
     def fit(cls, X: np.ndarray, normalize: str, classes=None, input_shape=()) -> "Preprocessing":
@@ -73,12 +82,20 @@ class Preprocessing:
             d["meta.offset"], d["meta.scale"] = self.offset, self.scale
         if self.classes is not None:
             d["meta.classes"] = self.classes
+        if self.impute != "error":
+            d["meta.impute"] = np.array(self.impute)
+        if self.fill is not None:
+            d["meta.fill"] = self.fill
+        if self.categories:
+            d["meta.categories"] = np.array(json.dumps(self.categories))
         return d
 
     @classmethod
     def from_arrays(cls, arrays) -> "Preprocessing":
+        categories = json.loads(str(arrays["meta.categories"])) if "meta.categories" in arrays else None
         return cls(str(arrays["meta.normalize"]), arrays.get("meta.offset"), arrays.get("meta.scale"),
-                   arrays.get("meta.classes"), tuple(int(v) for v in arrays["meta.input_shape"]))
+                   arrays.get("meta.classes"), tuple(int(v) for v in arrays["meta.input_shape"]),
+                   str(arrays.get("meta.impute", "error")), arrays.get("meta.fill"), categories)
 
 
 def class_labels(target: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ import numpy as np
 from netcli.config import Config
 from netcli.data import (Columns, Preprocessing, Split, check_table_finite, class_labels, make_split, read_table,
                          split_indices)
+from netcli.encoding import count_gaps, encode, fit_categories, fit_fill
 from netcli.errors import DataError, NetcliError
 from netcli.nn import LOSSES, Network
 from netcli.nn.layers.base import BuildError
@@ -31,6 +32,7 @@ class Prepared:
     task: Task
     test: Split | None = None     # data.test, read before training so its mistakes show at once
     columns: "Columns | None" = None
+    imputed: int = 0              # empty cells of the training file filled (data.impute)
 
     def describe(self) -> str:
         """What was read, in one line: rows, features, classes, the split, normalization."""
@@ -40,11 +42,20 @@ class Prepared:
             parts[0] += f", {len(self.val)} for validation" + ("" if self.config.spec.data.val
                                                                 else f" (data.validation_split "
                                                                      f"{self.config.spec.data.validation_split:g})")
-        parts.append(f"{n_in} features" + (f" as {list(self.net.input_shape)}" if len(self.net.input_shape) > 1 else ""))
+        if self.prep.categories and self.columns is not None and self.columns.features:
+            parts.append(f"{len(self.columns.features)} feature columns as {n_in} inputs")
+        else:
+            parts.append(f"{n_in} features" + (f" as {list(self.net.input_shape)}" if len(self.net.input_shape) > 1
+                                               else ""))
         if self.task.labelled:
             parts.append(f"{len(self.prep.classes)} classes ({_preview(self.prep.classes)})")
         elif not self.task.reconstructs:
             parts.append(f"{self.net.output_shape[-1]} target value(s)")
+        if self.prep.categories:
+            parts.append("one-hot " + ", ".join(f"{name} ({len(labels)})" for name, labels in
+                                                self.prep.categories.items()))
+        if self.prep.fill is not None:
+            parts.append(f"impute {self.prep.impute} ({self.imputed} empty cell{'' if self.imputed == 1 else 's'})")
         parts.append(f"normalize {self.prep.normalize}")
         if self.test is not None:
             parts.append(f"test {self.test.source}: {len(self.test)} rows")
@@ -93,9 +104,26 @@ def prepare(config: Config, rngs: dict | None = None) -> Prepared:
         raise config.error("data.train", "is required to train: a CSV, NPZ or NPY file, or - for stdin")
     task = config.task
     table = read_table(d.train, d.target, d.features, need_target=not task.reconstructs, drop=d.drop,
-                       header=d.header, delimiter=d.delimiter)
+                       header=d.header, delimiter=d.delimiter, categories=dict.fromkeys(d.categorical),
+                       auto_categories=True, missing=d.impute != "error")
     if table.target is None and not task.reconstructs:
         raise config.error("data.target", f"{table.source} has no target")
+    labels = table.target if task.labelled else None
+    if d.val:
+        train_rows = val_rows = None
+    else:
+        train_rows, val_rows = split_indices(len(table.X), d.validation_split, rngs["split"], labels)
+        if d.validation_split > 0 and (len(val_rows) == 0 or len(train_rows) == 0):
+            raise config.error("data.validation_split",
+                               f"{d.validation_split:g} of {table.source}'s {len(table.X)} rows leaves "
+                               f"{len(train_rows)} for training and {len(val_rows)} for validation; "
+                               f"both need at least one")
+        if len(val_rows) == 0:
+            train_rows = None
+    categories = fit_categories(table)
+    fill = fit_fill(table, train_rows, d.impute)
+    gaps = count_gaps(table) if fill is not None else 0
+    table = encode(table, fill, categories)
     if net is None:
         config = config.with_sizes(*sizes_from(table, task))
         net = build_network(config, rng=rngs["init"])
@@ -118,26 +146,17 @@ def prepare(config: Config, rngs: dict | None = None) -> Prepared:
             raise config.error(f"model.layers[{last}].units",
                                f"the output layer has {units} units but {table.source} has "
                                f"{len(classes)} classes ({_preview(classes)}); set units: {len(classes)}")
-    labels = table.target if task.labelled else None
+    val_table = None
     if d.val:
-        train_rows, val_table = None, read_table(d.val, d.target, d.features, need_target=not task.reconstructs,
-                                                 drop=d.drop, header=d.header, delimiter=d.delimiter,
-                                                 columns=table.columns)
+        val_table = encode(read_table(d.val, d.target, d.features, need_target=not task.reconstructs,
+                                      drop=d.drop, header=d.header, delimiter=d.delimiter, columns=table.columns,
+                                      categories=categories, missing=fill is not None), fill, categories)
         if not isinstance(val_table.X, np.memmap):
             check_table_finite(val_table)
-    else:
-        val_table = None
-        train_rows, val_rows = split_indices(len(table.X), d.validation_split, rngs["split"], labels)
-        if d.validation_split > 0 and (len(val_rows) == 0 or len(train_rows) == 0):
-            raise config.error("data.validation_split",
-                               f"{d.validation_split:g} of {table.source}'s {len(table.X)} rows leaves "
-                               f"{len(train_rows)} for training and {len(val_rows)} for validation; "
-                               f"both need at least one")
-        if len(val_rows) == 0:
-            train_rows = None
     fit_rows = table.X if train_rows is None else table.X[train_rows]
     prep = Preprocessing.fit(fit_rows if d.normalize != "none" else table.X[:1], d.normalize,
                              classes, net.input_shape)
+    prep.impute, prep.fill, prep.categories = d.impute, fill, categories or None
     columns = Columns(table.columns, table.target_name or None)
     dtype = net.dtype
     train = make_split(table, prep, task, dtype, rows=train_rows)
@@ -154,7 +173,7 @@ def prepare(config: Config, rngs: dict | None = None) -> Prepared:
     if config.spec.model.init_from:
         load_weights_into(net, config.spec.model.init_from)
     test = load_eval_split(config, prep, task, d.test, dtype, columns=columns) if d.test else None
-    return Prepared(config, net, train, val, prep, task, test, columns)
+    return Prepared(config, net, train, val, prep, task, test, columns, gaps)
 
 
 def sized(config: Config) -> Config:
@@ -187,16 +206,18 @@ def load_eval_split(config: Config, prep: Preprocessing, task: Task, path: str, 
     training columns, a file with a header has its features taken by name (extra columns are
     ignored; `keep` names those to carry through, in Split.extra)."""
     d = config.spec.data
-    n_features = int(np.prod(prep.input_shape))
     by_name = columns is not None and columns.features is not None
+    n_features = len(columns.features) if by_name else int(np.prod(prep.input_shape))   # raw columns
     target = columns.target if by_name and columns.target and d.target is None else d.target
     table = read_table(path, target, d.features, need_target=need_target and not task.reconstructs,
                        stdin=stdin, n_features=n_features, drop=d.drop, header=d.header,
-                       delimiter=d.delimiter, columns=columns.features if by_name and d.header else None)
+                       delimiter=d.delimiter, columns=columns.features if by_name and d.header else None,
+                       categories=prep.categories, missing=prep.fill is not None)
     for name in keep:
         if name not in table.extra:
             raise DataError(f"{table.source}: --keep {name}: no such column besides the features and the "
                             f"target (others: {', '.join(table.extra) or 'none'})")
+    table = prep.encode(table)
     if not isinstance(table.X, np.memmap):
         check_table_finite(table)
     split = make_split(table, prep, task, dtype)

@@ -50,6 +50,10 @@ PARQUET_INSTALL = "pip install 'netcli[parquet]'"
 # cell at fault once it failed, and tells numeric targets from class labels read as text.
 NUMBER = re.compile(r"\s*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan)\s*", re.I | re.A)
 PLAIN_NUMBER = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*", re.A)
+SELECTION_KEYS = ("target", "features", "need_target", "n_features", "drop", "columns")
+DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
+SAMPLE_ROWS = 1000                 # rows that tell a column of text (categories) from numbers
+MAX_AUTO_CATEGORIES = 100          # more labels than this in a text column is not taken as categories unasked
 CELLS_PER_CHUNK = 1 << 20          # a chunk of rows once the whole read failed: 8 MiB of float64
 # What a broken file can make pandas or a decompressor raise (corrupt, truncated, undecodable).
 READ_FAILURES = (ValueError, TypeError, OverflowError, OSError, EOFError, zlib.error, lzma.LZMAError,
@@ -66,6 +70,9 @@ class Table:
     extra: the file's other columns (neither features nor target), by header name: the cells
       as read (object arrays of str) for a CSV, the column's values for Parquet; empty for
       NPY and NPZ. A name the header repeats keeps its first column.
+    categorical: the feature columns read as category labels, by name: (m,) arrays of str,
+      stripped, '' for an empty cell. X then holds the other feature columns, in `columns`'
+      order; netcli.encoding turns both into the network's numbers.
     """
 
     X: np.ndarray
@@ -74,11 +81,14 @@ class Table:
     columns: list[str] | None = None
     target_name: str = ""
     extra: dict[str, np.ndarray] = field(default_factory=dict)
+    categorical: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def read_table(path: str, target=None, features=None, need_target: bool = True, stdin=None,
                n_features: int | None = None, drop=(), *, header: bool = True,
-               delimiter: str | None = None, columns: list[str] | None = None) -> Table:
+               delimiter: str | None = None, columns: list[str] | None = None,
+               categories: dict[str, list[str] | None] | None = None, auto_categories: bool = False,
+               missing: bool = False) -> Table:
     """Read a data file: CSV / TSV (maybe compressed), Parquet, NPZ, NPY, or '-' for stdin bytes.
 
     target: column name / index (CSV, Parquet; default: the last column), key (NPZ; default y),
@@ -91,11 +101,18 @@ def read_table(path: str, target=None, features=None, need_target: bool = True, 
     columns: the feature names a run was trained on (eval, predict): taken by name from the
       header, in that order, other columns ignored (features, drop and n_features then unused).
       NPY and NPZ files name no columns: theirs are taken by position, whatever columns says.
+    categories: feature columns (CSV, Parquet) read as category labels, by name -> the labels
+      they may hold (a cell outside them is an error naming its row), or None (any label).
+      auto_categories: also every feature column whose cells are all text (in its first
+      SAMPLE_ROWS rows), with at most MAX_AUTO_CATEGORIES labels.
+    missing: an empty cell (or NaN) in a numeric feature column is read as NaN, not an error
+      (it is imputed later); in a category column it is ''.
     """
     if delimiter is not None and len(delimiter) != 1:
         raise DataError(f"{path}: the delimiter must be one character, got {delimiter!r}")
     how = dict(target=target, features=features, need_target=need_target, n_features=n_features,
-               drop=drop, columns=columns)
+               drop=drop, columns=columns, categories=categories or {}, auto_categories=auto_categories,
+               missing=missing)
     if path == "-":
         return _read_stdin((stdin or sys.stdin.buffer).read(), header, delimiter, how)
     p = Path(path)
@@ -103,7 +120,7 @@ def read_table(path: str, target=None, features=None, need_target: bool = True, 
         raise DataError(f"{path}: data file not found" if not p.exists() else f"{path}: not a file")
     suffix = p.suffix.lower()
     if suffix in (".npy", ".npz"):
-        return _from_arrays(_np_load(p, path), path, target, features, need_target, n_features)
+        return _from_arrays(_np_load(p, path), path, target, features, need_target, n_features, categories)
     if suffix in PARQUET_SUFFIXES:
         return _read_parquet(p, path, how)
     compression = COMPRESSIONS.get(suffix)
@@ -114,18 +131,20 @@ def read_table(path: str, target=None, features=None, need_target: bool = True, 
         except OSError as e:   # no permission, an I/O error of the disk
             raise DataError(f"{path}: cannot read the data file ({e.strerror or e})") from None
         if magic.startswith(NPY_MAGIC):
-            return _from_arrays(_np_load(p, path), path, target, features, need_target, n_features)
+            return _from_arrays(_np_load(p, path), path, target, features, need_target, n_features, categories)
         if magic.startswith(PARQUET_MAGIC):
             return _read_parquet(p, path, how)
         compression = next((COMPRESSIONS[s] for m, s in FILE_MAGIC.items() if magic.startswith(m)), None)
     inner = Path(p.stem).suffix.lower() if suffix in COMPRESSIONS else suffix   # .csv of train.csv.gz
     if inner in (".npy", ".npz") and compression in ("gzip", "bz2", "xz"):
-        return _read_compressed_arrays(p, path, compression, target, features, need_target, n_features)
+        return _read_compressed_arrays(p, path, compression, target, features, need_target, n_features,
+                                       categories)
     sep = delimiter or ("\t" if inner in TAB_SUFFIXES else ",")
     return CsvFile(p, path, sep, header, compression).read(**how)
 
 
-def _read_compressed_arrays(p: Path, source, compression, target, features, need_target, n_features) -> Table:
+def _read_compressed_arrays(p: Path, source, compression, target, features, need_target, n_features,
+                            categories) -> Table:
     """A compressed NPY or NPZ file (train.npy.gz): decompressed into memory, then loaded."""
     opener = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}[compression]
     try:
@@ -134,7 +153,8 @@ def _read_compressed_arrays(p: Path, source, compression, target, features, need
     except READ_FAILURES as e:
         raise DataError(f"{source}: cannot decompress it ({type(e).__name__}: {e}); "
                         f"is it truncated or corrupt?") from None
-    return _from_arrays(_np_load(io.BytesIO(raw), source), source, target, features, need_target, n_features)
+    return _from_arrays(_np_load(io.BytesIO(raw), source), source, target, features, need_target, n_features,
+                        categories)
 
 
 def _read_stdin(raw: bytes, header, delimiter, how) -> Table:
@@ -153,7 +173,7 @@ def _read_stdin(raw: bytes, header, delimiter, how) -> Table:
             break
     if raw.startswith((NPY_MAGIC, ZIP_MAGIC)):
         return _from_arrays(_np_load(io.BytesIO(raw), source), source, how["target"], how["features"],
-                            how["need_target"], how["n_features"])
+                            how["need_target"], how["n_features"], how["categories"])
     if raw.startswith(PARQUET_MAGIC):
         return _read_parquet(raw, source, how)
     return CsvFile(raw, source, delimiter or ",", header).read(**how)
@@ -175,7 +195,10 @@ def _np_load(file, source: str):
                         f"is it truncated or corrupt?") from None
 
 
-def _from_arrays(loaded, source, target, features, need_target, n_features) -> Table:
+def _from_arrays(loaded, source, target, features, need_target, n_features, categories=None) -> Table:
+    if categories:
+        raise DataError(f"{source}: an NPY or NPZ file names no columns, so it has no category column "
+                        f"{next(iter(categories))!r}; categories come from CSV or Parquet files")
     if isinstance(loaded, dict):
         return _read_npz(loaded, source, target, features, need_target)
     return _from_npy(loaded, source, target, need_target, n_features)
@@ -249,11 +272,16 @@ def _check_numeric(array, source, key):
 
 @dataclass
 class Selection:
-    """Column positions in the file: features in X's order, the target, and the rest."""
+    """Column positions in the file: features in X's order, the target, and the rest; `text`,
+    the feature columns read as category labels (not in `features`, not in X)."""
 
     features: list[int]
     target: int | None
     rest: list[int]
+    text: list[int] = field(default_factory=list)
+
+    def with_text(self, text: list[int]) -> "Selection":
+        return Selection([c for c in self.features if c not in text], self.target, self.rest, text)
 
 
 def select_columns(names: list[str], source: str, target=None, features=None, need_target=True,
@@ -356,18 +384,23 @@ def _shown(cell: str, most: int = 40) -> str:
 
 # -- CSV -------------------------------------------------------------------------
 
-def cell_problem(cell: str) -> str | None:
-    """What is wrong with a feature cell, in the words of the message; None for a finite number."""
+def cell_problem(cell: str, missing: bool = False) -> str | None:
+    """What is wrong with a feature cell, in the words of the message; None for a finite number
+    (or, with missing, an empty cell or NaN: a value to impute)."""
+    if missing and (not cell.strip() or cell.strip().lower() == "nan"):
+        return None
     if not cell.strip():
-        return "empty cell; fill in or remove missing values before training"
+        return "empty cell; fill in or remove missing values, or set data.impute: mean or median"
     if not NUMBER.fullmatch(cell):
         return f"not a number: {_shown(cell)}"
     value = float(cell)
     if math.isfinite(value):
         return None
     word = cell.strip().lstrip("+-").lower()
-    if word.startswith(("inf", "nan")):
-        return f"value is {cell.strip()}; remove or impute NaN and Inf before training"
+    if word.startswith("nan"):
+        return f"value is {cell.strip()}; remove NaN before training, or set data.impute: mean or median"
+    if word.startswith("inf"):
+        return f"value is {cell.strip()}; remove Inf before training (it is not a missing value)"
     return (f"value {_shown(cell.strip())} is beyond float64 (largest {np.finfo(np.float64).max:.4g}); "
             f"rescale the data")
 
@@ -380,11 +413,21 @@ class CsvFile:
     def __init__(self, file: Path | bytes, source: str, sep: str = ",", header: bool = True,
                  compression: str | None = None):
         self.file, self.source, self.sep, self.header, self.compression = file, source, sep, header, compression
+        self.missing = False     # empty cells and NaN in numeric features read as NaN (data.impute)
 
-    def read(self, target=None, features=None, need_target=True, n_features=None, drop=(), columns=None) -> Table:
+    def read(self, target=None, features=None, need_target=True, n_features=None, drop=(), columns=None,
+             categories=None, auto_categories=False, missing=False) -> Table:
+        self.missing = missing
         names = self.names()
         cols = select_columns(names, self.source, target, features, need_target, n_features, drop, columns,
                               indexed=not self.header)
+        feature_names = [names[c] for c in cols.features]
+        categories = categories or {}
+        _check_category_names(categories, feature_names, self.source)
+        text_cols = {c for c in cols.features if names[c] in categories}
+        auto = self._text_columns(names, cols.features) - text_cols if auto_categories else set()
+        text_cols |= auto
+        cols = cols.with_text(sorted(text_cols))
         X, text = self._read_data(names, cols)
         y, target_col = None, cols.target
         if target_col is not None:
@@ -395,8 +438,40 @@ class CsvFile:
         extra = {}
         for c in cols.rest + ([cols.target] if cols.target is not None and target_col is None else []):
             extra.setdefault(names[c], text[c])
-        return Table(X, y, self.source, [names[c] for c in cols.features],
-                     names[target_col] if target_col is not None else "", extra)
+        labels = {}
+        for c in cols.text:
+            cells = np.array([str(v).strip() for v in text[c]], dtype=str)
+            problem = _category_problem(cells, categories.get(names[c]), missing)
+            if problem is not None:
+                r, what = problem
+                raise DataError(f"{self.source}: row {self._row_of(names, cols, r)}, column {c + 1} "
+                                f"({names[c]!r}): {what}")
+            if c in auto:
+                _check_auto_categories(cells, names[c], c, self.source)
+            labels[names[c]] = cells
+        return Table(X, y, self.source, feature_names, names[target_col] if target_col is not None else "",
+                     extra, labels)
+
+    def _text_columns(self, names, feature_cols) -> set[int]:
+        """The feature columns whose non-empty cells are all text in the first SAMPLE_ROWS rows."""
+        import pandas as pd
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                sample = self._pandas(header=0 if self.header else None, names=list(range(len(names))),
+                                      nrows=SAMPLE_ROWS, dtype=object)
+        except (pd.errors.EmptyDataError, *READ_FAILURES):
+            return set()          # the full read names what is wrong
+        found = set()
+        for c in feature_cols:
+            cells = [v.strip() for v in sample[c] if isinstance(v, str) and v.strip()]
+            if cells and not any(NUMBER.fullmatch(v) for v in cells):
+                if all(DECIMAL_COMMA.fullmatch(v) for v in cells):
+                    raise DataError(f"{self.source}: column {c + 1} ({names[c]!r}) holds numbers with decimal "
+                                    f"commas ({_shown(cells[0])}); netcli reads a decimal point (set "
+                                    f"data.delimiter if ';' separates the cells, and convert the commas)")
+                found.add(c)
+        return found
 
     # -- the header ----------------------------------------------------------------
 
@@ -455,7 +530,7 @@ class CsvFile:
             # "Length of header or names does not match length of data": a long first row
             warnings.simplefilter("error", pd.errors.ParserWarning)
             return self._pandas(header=0 if self.header else None, names=list(range(len(names))),
-                                dtype=_text_dtypes(cols.rest))
+                                dtype=_text_dtypes(cols.rest + cols.text))
 
     def _from_frame(self, frame, cols: Selection, rows_per_block: int = 1 << 19):
         """The whole file's frame -> (X, text), or None when a feature column is not all finite
@@ -465,18 +540,22 @@ class CsvFile:
             raise DataError(f"{self.source}: only a header row, no data rows")
         columns = []
         for c in cols.features:
-            if frame[c].dtype.kind not in "iuf":     # text, bools, empty cells, 'nan' (na_filter is off)
-                return None
-            columns.append(frame[c].to_numpy(dtype=np.float64))
+            column = frame[c]
+            if column.dtype.kind not in "iuf":     # text, bools, empty cells, 'nan' (na_filter is off)
+                column = _numbers_with_gaps(column) if self.missing else None
+                if column is None:
+                    return None
+            columns.append(column.to_numpy(dtype=np.float64))
         X = np.empty((m, len(columns)))                   # C order: rows are examples
-        step = max(256, rows_per_block // len(columns))
+        step = max(256, rows_per_block // max(1, len(columns)))
+        usable = _usable(self.missing)
 
         def fill(start) -> bool:     # NumPy copies without the GIL: blocks fill on several cores
             block = X[start:start + step]
             np.stack([col[start:start + step] for col in columns], axis=1, out=block)
-            return bool(np.isfinite(block).all())
+            return usable(block)
 
-        starts = range(0, m, step)
+        starts = range(0, m, step) if columns else ()
         workers = min(len(starts), os.cpu_count() or 1, 4)
         if workers > 1:
             with ThreadPoolExecutor(workers) as pool:
@@ -486,7 +565,8 @@ class CsvFile:
         if not finite:
             return None
         del columns
-        return X, {c: _numbers_or_objects(frame[c]) for c in range(frame.shape[1]) if c not in set(cols.features)}
+        features = set(cols.features)
+        return X, {c: _numbers_or_objects(frame[c]) for c in range(frame.shape[1]) if c not in features}
 
     def _read_chunks(self, names, cols: Selection, nrows: int | None = None
                      ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
@@ -497,12 +577,13 @@ class CsvFile:
         text_cols = [c for c in range(ncol) if c not in set(cols.features)]
         parts, text = [], {c: [] for c in text_cols}
         done = 0       # data rows read without a problem
+        usable = _usable(self.missing)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")                  # DtypeWarning: a mixed column fails below
                 warnings.simplefilter("error", pd.errors.ParserWarning)
                 with self._pandas(header=0 if self.header else None, names=list(range(ncol)),
-                                  dtype=_text_dtypes(cols.rest), nrows=nrows,
+                                  dtype=_text_dtypes(cols.rest + cols.text), nrows=nrows,
                                   chunksize=max(1024, CELLS_PER_CHUNK // ncol)) as reader:
                     for chunk in reader:
                         if len(chunk) == 0:
@@ -510,10 +591,13 @@ class CsvFile:
                         block = chunk[cols.features]
                         for c, dt in zip(cols.features, block.dtypes):
                             if dt.kind not in "iuf":
-                                raise _BadChunk(f"column {c + 1} ({names[c]!r}) reads as {dt}, not numbers")
+                                numbers = _numbers_with_gaps(block[c]) if self.missing else None
+                                if numbers is None:
+                                    raise _BadChunk(f"column {c + 1} ({names[c]!r}) reads as {dt}, not numbers")
+                                block[c] = numbers
                         part = block.to_numpy(dtype=np.float64)    # often a transposed view: no copy
                         del block
-                        if not np.isfinite(part).all():
+                        if not usable(part):
                             raise _BadChunk("a value is NaN or Inf")
                         parts.append(part)
                         for c in text_cols:
@@ -634,7 +718,7 @@ class CsvFile:
                         error = DataError(f"{self.source}: row {row} has {len(cells)} columns, {width} {ncol}")
                     elif check_from is not None and record >= check_from:
                         for c in order:
-                            problem = cell_problem(cells[c])
+                            problem = cell_problem(cells[c], self.missing)
                             if problem:
                                 error = DataError(f"{self.source}: row {row}, column {c + 1} "
                                                   f"({names[c]!r}): {problem}")
@@ -677,6 +761,59 @@ def _text_dtypes(columns: list[int]) -> dict | None:
     import pandas as pd
     dtypes = {c: object for c in columns}
     return dtypes if dtypes or int(pd.__version__.split(".")[0]) >= 3 else None
+
+
+def _usable(missing: bool):
+    """The test a block of feature values passes: all finite, or, with missing, no Inf."""
+    if missing:
+        return lambda block: not np.isinf(block).any()
+    return lambda block: bool(np.isfinite(block).all())
+
+
+def _numbers_with_gaps(column):
+    """A text column of numbers and empty cells (or 'nan') -> float64 with NaN in the gaps;
+    None if a cell is something else (the slow walk names it)."""
+    import pandas as pd
+    cells = column.astype(str).str.strip()
+    gaps = (cells == "") | (cells.str.lower() == "nan")
+    numbers = pd.to_numeric(cells.mask(gaps, "nan"), errors="coerce")
+    if (numbers.isna() & ~gaps).any() or not all(NUMBER.fullmatch(v) for v in cells[~gaps]):
+        return None
+    return numbers.astype(np.float64)
+
+
+def _check_category_names(categories: dict, feature_names: list[str], source: str) -> None:
+    for name in categories:
+        if name not in feature_names:
+            raise DataError(f"{source}: data.categorical names {name!r}, which is not a feature column"
+                            f"{_did_you_mean(name, feature_names)} (features: {_listing(feature_names)})")
+
+
+def _check_auto_categories(cells: np.ndarray, name: str, c: int, source: str) -> None:
+    """A text column taken as categories unasked must look like categories, not ids or free text."""
+    count = len(np.unique(cells[cells != ""]))
+    if count > MAX_AUTO_CATEGORIES:
+        raise DataError(f"{source}: column {c + 1} ({name!r}) holds text with {count:,} different values; "
+                        f"one-hot encoding it would add {count:,} inputs. Leave it out (data.drop), or "
+                        f"list it in data.categorical to encode it anyway")
+
+
+def _category_problem(cells: np.ndarray, known: list[str] | None, missing: bool) -> tuple[int, str] | None:
+    """(row index, what is wrong) with a column of category labels, or None. known: the labels
+    the run was trained on (None: any)."""
+    if not missing:
+        empty = np.flatnonzero(cells == "")
+        if empty.size:
+            return int(empty[0]), "empty cell; fill in or remove missing values, or set data.impute: mean or median"
+    if known is not None:
+        unknown = np.flatnonzero(~np.isin(cells, [*known, ""]))
+        if unknown.size:
+            cell = str(cells[unknown[0]])
+            close = difflib.get_close_matches(cell, list(known), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return int(unknown[0]), (f"category {_shown(cell)}{hint} was not in the training data, which had "
+                                     f"{len(known)}: {_listing(list(known), 12)}")
+    return None
 
 
 def _numbers_or_objects(column) -> np.ndarray:
@@ -722,35 +859,69 @@ def _read_parquet(file: Path | bytes, source: str, how: dict) -> Table:
                         f"is it truncated or corrupt?") from None
     if not names:
         raise DataError(f"{source}: a Parquet file without columns")
-    cols = select_columns(names, source, **how)
+    how = dict(how)
+    cols = select_columns(names, source, **{k: how[k] for k in SELECTION_KEYS})
     wanted = sorted({*cols.features, *cols.rest, *([] if cols.target is None else [cols.target])})
     try:
         df = pd.read_parquet(opened(), columns=[names[c] for c in wanted])
     except Exception as e:
         raise DataError(f"{source}: cannot read it as Parquet ({type(e).__name__}: {e}); "
                         f"is it truncated or corrupt?") from None
+    return _table_of_frame(df, names, cols, source, how["categories"], how["auto_categories"], how["missing"])
+
+
+def read_frame(frame, target=None, features=None, need_target: bool = True, drop=(), *,
+               columns: list[str] | None = None, categories: dict[str, list[str] | None] | None = None,
+               auto_categories: bool = False, missing: bool = False, source: str = "<DataFrame>") -> Table:
+    """A pandas DataFrame in memory, read as a Parquet file's columns are (the same arguments as
+    read_table; rows in messages count from 0)."""
+    names = [str(n) for n in frame.columns]
+    if len(set(names)) != len(names) or names != list(frame.columns):
+        frame = frame.set_axis(names, axis=1)
+    cols = select_columns(names, source, target, features, need_target, None, drop, columns)
+    return _table_of_frame(frame, names, cols, source, categories or {}, auto_categories, missing)
+
+
+def _table_of_frame(df, names: list[str], cols: Selection, source: str, categories: dict, auto: bool,
+                missing: bool) -> Table:
+    """A frame of a Parquet file's (or the caller's) columns -> a Table, every cell checked."""
+    _check_category_names(categories, [names[c] for c in cols.features], source)
     if len(df) == 0:
         raise DataError(f"{source}: no rows")
+    text = [c for c in cols.features if names[c] in categories or (auto and df[names[c]].dtype.kind not in "biuf")]
+    feature_names, cols = [names[c] for c in cols.features], cols.with_text(text)
     X = np.empty((len(df), len(cols.features)))
     for j, c in enumerate(cols.features):
         column = df[names[c]]
         if column.dtype.kind not in "iuf":
             raise DataError(f"{source}: column {c + 1} ({names[c]!r}) holds {column.dtype} values, not "
-                            f"numbers; netcli reads numeric feature columns")
+                            f"numbers; netcli reads numeric feature columns (list it in data.categorical "
+                            f"to one-hot encode it)")
         X[:, j] = column.to_numpy(dtype=np.float64, na_value=np.nan)
-        bad = ~np.isfinite(X[:, j])
+        bad = np.isinf(X[:, j]) if missing else ~np.isfinite(X[:, j])
         if bad.any():
             r = int(np.argmax(bad))
             raise DataError(f"{source}: row {r} (counting from 0), column {c + 1} ({names[c]!r}): value is "
                             f"{X[r, j]}; remove or impute NaN and Inf before training")
+    labels = {}
+    for c in cols.text:
+        column = df[names[c]]
+        cells = np.array(["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).strip()
+                          for v in column], dtype=str)
+        problem = _category_problem(cells, categories.get(names[c]), missing)
+        if problem is not None:
+            raise DataError(f"{source}: row {problem[0]} (counting from 0), column {c + 1} ({names[c]!r}): "
+                            f"{problem[1]}")
+        if names[c] not in categories:
+            _check_auto_categories(cells, names[c], c, source)
+        labels[names[c]] = cells
     y = None
     if cols.target is not None:
         y = _parquet_target(df[names[cols.target]], source, names, cols.target)
     extra = {}
     for c in cols.rest:
         extra.setdefault(names[c], df[names[c]].to_numpy())
-    return Table(X, y, source, [names[c] for c in cols.features],
-                 names[cols.target] if cols.target is not None else "", extra)
+    return Table(X, y, source, feature_names, names[cols.target] if cols.target is not None else "", extra, labels)
 
 
 def _parquet_target(column, source, names, c) -> np.ndarray:
