@@ -11,6 +11,7 @@ import numpy as np
 from netcli.config import Config, load_config
 from netcli.data import Columns, Preprocessing, Split, Table
 from netcli.readers import read_frame
+from netcli.threads import AUTO, blas_threads, for_inference
 from netcli.errors import NetcliError
 from netcli.metrics import confusion, evaluate, per_class
 from netcli.nn import Network
@@ -29,6 +30,7 @@ class Run:
     task: Task
     columns: Columns | None = None     # the training file's column names: other files are read by name
     summary: dict | None = None
+    threads: int | str = AUTO          # BLAS threads for outputs (netcli.threads.for_inference)
 
     @property
     def run_dir(self) -> Path:
@@ -64,11 +66,12 @@ class Run:
         layer N's activations."""
         self.check_layer(layer)
         parts = []
-        for s in range(0, len(X), batch_size):
-            if layer is None:
-                parts.append(self.net.outputs_and_loss(X[s:s + batch_size])[0])
-            else:
-                parts.append(self.net.forward(X[s:s + batch_size], upto=layer))
+        with blas_threads(for_inference(self.threads, len(X), len(self.net.theta)).count):
+            for s in range(0, len(X), batch_size):
+                if layer is None:
+                    parts.append(self.net.outputs_and_loss(X[s:s + batch_size])[0])
+                else:
+                    parts.append(self.net.forward(X[s:s + batch_size], upto=layer))
         return np.concatenate(parts) if parts else np.empty((0, *self.net.output_shape))
 
     def check_layer(self, layer: int | None, name: str = "layer") -> None:
@@ -96,7 +99,8 @@ class Run:
 
     def evaluate(self, split: Split) -> dict:
         """loss plus accuracy, per-class scores and confusion (classification) or mse, mae, r2."""
-        result = evaluate(self.net, split, self.task)
+        with blas_threads(for_inference(self.threads, len(split), len(self.net.theta)).count):
+            result = evaluate(self.net, split, self.task)
         result["examples"] = len(split)
         if self.task.labelled:
             X, y = split.take(np.arange(len(split)))

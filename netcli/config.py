@@ -56,6 +56,12 @@ def _batch_size(value):
 AUTO = "auto"   # model.input, and the output layer's units: taken from the training data
 
 
+def _threads(value):
+    if value == AUTO or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        return value
+    raise ValueError(f"must be a positive integer or 'auto', got {_SHORT.repr(value)}")
+
+
 def _input_shape(value):
     def positive(v):
         return isinstance(v, int) and not isinstance(v, bool) and v > 0
@@ -181,6 +187,8 @@ class TrainingSection(Section):
     schedule: ScheduleBlock = Field(default_factory=lambda: ScheduleBlock(type="constant"))
     clip_grad_norm: PositiveFloat | None = None
     checkpoint_every: PositiveInt = 1
+    threads: Annotated[int | str, BeforeValidator(_threads)] = Field(
+        "auto", description="BLAS threads: a number, or auto (measured at the start of training)")
 
 
 class ConfigSpec(Section):

@@ -23,6 +23,7 @@ from netcli.runs import RunDir, resolve_run
 from netcli.runs.checkpoint import CHECKPOINT, Checkpoint, Progress, load_checkpoint, save_checkpoint
 from netcli.runs.weights import WEIGHTS, save_weights
 from netcli.signals import signals_ignored
+from netcli.threads import AUTO, ThreadChoice, blas_threads, for_training
 
 
 class Trainer:
@@ -45,6 +46,7 @@ class Trainer:
         self.watch = GradientWatch(self.net)
         if not self.optimizer.full_batch:
             self.optimizer.setup(self.net.theta)
+        self.threads: ThreadChoice | None = None     # chosen as fit starts (choose_threads)
         self.snapshot()
 
     # state -----------------------------------------------------------------
@@ -77,6 +79,30 @@ class Trainer:
         self.progress = checkpoint.progress
         self.run.rewrite_metrics(self.progress.history)  # drop epochs logged after the checkpoint
         self.snapshot()
+
+    # threads ---------------------------------------------------------------
+
+    def choose_threads(self, previous: dict | None = None) -> ThreadChoice:
+        """training.threads, or for auto: the count a resumed run used before (so it matches an
+        uninterrupted one), else the probe's choice on one step of the first batch."""
+        setting = self.spec.training.threads
+        if setting == AUTO and previous and isinstance(previous.get("used"), int) and previous["used"] >= 1:
+            return ThreadChoice(previous["used"], AUTO, "as this run used before")
+        return for_training(setting, self.probe_step())
+
+    def probe_step(self):
+        """One training step's loss and gradient on the first batch, leaving the parameters and
+        the layers' random streams as they were."""
+        train, batch_size = self.p.train, self.spec.training.batch_size
+        whole = self.optimizer.full_batch or batch_size == "full"
+        X, y = train.take(np.arange(len(train) if whole else min(int(batch_size), len(train))))
+        state = self.net.rng_state()
+
+        def step():
+            with np.errstate(all="ignore"):
+                self.net.loss_and_grad(self.net.theta, X, y)
+            self.net.set_rng_state(state)
+        return step
 
     # epochs ----------------------------------------------------------------
 
@@ -259,6 +285,7 @@ class Trainer:
             self.net.theta[...] = self.saved.theta
             logged = len(self.progress.history)
             self.progress = replace(self.saved.progress, history=list(self.saved.progress.history))
+            self.progress.wall_seconds = self.saved.progress.wall_seconds = self.wall_seconds()  # time spent counts
             if logged != len(self.progress.history):   # stopped between an epoch's log and its snapshot
                 self.run.rewrite_metrics(self.progress.history)
             self.write_checkpoint()
@@ -280,6 +307,8 @@ class Trainer:
         out = {"status": status, "message": message, "epochs": pr.epoch, "steps": pr.step,
                "wall_seconds": round(seconds, 3), "final": final, "config": self.source,
                "netcli_version": __version__}
+        if self.threads is not None:
+            out["threads"] = self.threads.as_dict()
         if pr.best is not None:
             out["best"] = {"epoch": pr.best_epoch, self.spec.training.early_stopping.monitor: pr.best}
         return out
@@ -350,14 +379,17 @@ def resume(run_path: str | Path, quiet: bool = True, reporter: Reporter | None =
             run.write_text("config.yaml", dump_config(config))
         trainer.progress.bad_epochs = 0 if previous.get("status") == "finished" else trainer.progress.bad_epochs
         reporter.info(f"resuming {path} from epoch {trainer.progress.epoch}")
-        return TrainResult(path, _fit(trainer, reporter))
+        return TrainResult(path, _fit(trainer, reporter, previous.get("threads")))
     finally:
         run.unlock()
 
 
-def _fit(trainer: Trainer, reporter: Reporter) -> dict:
+def _fit(trainer: Trainer, reporter: Reporter, previous_threads: dict | None = None) -> dict:
     try:
-        return trainer.fit()
+        trainer.threads = trainer.choose_threads(previous_threads)
+        reporter.info(f"threads: {trainer.threads.count} ({trainer.threads.setting}: {trainer.threads.reason})")
+        with blas_threads(trainer.threads.count):
+            return trainer.fit()
     except KeyboardInterrupt:
         path = trainer.run.path
         raise Interrupted(f"interrupted; epoch {trainer.saved.progress.epoch} (the last complete one) is saved in "

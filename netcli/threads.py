@@ -1,0 +1,128 @@
+"""How many BLAS threads a job computes on: a number the user gives (`--threads N`,
+`training.threads: N`), or `auto`, which measures.
+
+`auto` for training times one training step (loss_and_grad on a first batch, the parameters
+and random streams left as they were) at 1 thread and at each power of two up to the cores this
+process may use, interleaved, and takes more threads only when they are at least
+MIN_SPEEDUP faster: a step so short that threads cannot pay (under TINY_STEP seconds on one
+thread) is not probed at all. On a machine that other work shares, one thread usually wins:
+OpenBLAS's threads wait for each other at every GEMM, and a thread that lost its core stalls
+them all (measured: 9-20x slower steps for small nets).
+
+Thread counts change the last bits of a GEMM (OpenBLAS splits large products differently), so
+the count a run used is recorded in its summary.json; `--resume` reuses it.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable
+
+from netcli.errors import NetcliError
+
+AUTO = "auto"
+MIN_SPEEDUP = 1.15     # more threads must make a step at least this much faster
+TINY_STEP = 0.5e-3     # seconds: a step shorter than this on one thread stays on one thread
+PROBE_SECONDS = 0.4    # the most a probe spends timing steps (each count gets 3 or more)
+INFERENCE_WORK = 5e7   # rows x parameters above which eval / predict use every core
+
+
+@dataclass(frozen=True)
+class ThreadChoice:
+    """The BLAS threads a job uses, and why (said in the training log)."""
+
+    count: int
+    setting: int | str          # what was asked: a number, or 'auto'
+    reason: str
+
+    def as_dict(self) -> dict:
+        return {"setting": self.setting, "used": self.count, "reason": self.reason}
+
+
+def parse_threads(value) -> int | str:
+    """'auto' or a positive whole number (the --threads option, the training.threads key)."""
+    if value is None or value == AUTO:
+        return AUTO
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1 or str(value).strip() not in (str(n), f"+{n}"):
+        raise NetcliError(f"--threads: expected auto or a whole number of at least 1, got {value!r}")
+    return n
+
+
+def available_cores() -> int:
+    """The CPUs this process may run on (its affinity mask; a container's CPU quota is not seen)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:       # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+@contextmanager
+def blas_threads(count: int | None):
+    """BLAS (NumPy's OpenBLAS or MKL) limited to `count` threads inside the block (None: as it is)."""
+    if count is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=count, user_api="blas"):
+        yield
+
+
+def fixed(count: int, reason: str = "asked for") -> ThreadChoice:
+    return ThreadChoice(count, count, reason)
+
+
+def for_inference(setting, rows: int, parameters: int) -> ThreadChoice:
+    """eval / predict: one pass, nothing to probe; threads only for a lot of work."""
+    if setting != AUTO:
+        return fixed(int(setting))
+    cores = available_cores()
+    if cores == 1 or rows * parameters < INFERENCE_WORK:
+        return ThreadChoice(1, AUTO, f"{rows:,} rows x {parameters:,} parameters is little work")
+    return ThreadChoice(cores, AUTO, f"{rows:,} rows x {parameters:,} parameters")
+
+
+def for_training(setting, step: Callable[[], object], cores: int | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> ThreadChoice:
+    """The thread count to train with: `setting` itself, or for 'auto' the fastest of 1, 2, 4, ...
+    cores threads at `step` (one training step that changes nothing), by the median of
+    interleaved timings."""
+    if setting != AUTO:
+        return fixed(int(setting))
+    cores = available_cores() if cores is None else cores
+    if cores == 1:
+        return ThreadChoice(1, AUTO, "one core")
+    counts = [1]
+    while counts[-1] * 2 <= cores:
+        counts.append(counts[-1] * 2)
+    if counts[-1] != cores:
+        counts.append(cores)
+
+    def timed(n: int) -> float:
+        with blas_threads(n):
+            start = clock()
+            step()
+            return clock() - start
+
+    timed(1)                               # warm: caches, BLAS buffers, the first-call costs
+    single = timed(1)
+    if single < TINY_STEP:
+        return ThreadChoice(1, AUTO, f"a step takes {single * 1e3:.2f} ms on one thread; too short for threads")
+    for n in counts[1:]:
+        timed(n)
+    times = {n: [] for n in counts}
+    rounds = max(3, min(9, int(PROBE_SECONDS / (single * len(counts)))))
+    for _ in range(rounds):
+        for n in counts:
+            times[n].append(timed(n))
+    median = {n: statistics.median(t) for n, t in times.items()}
+    best = min(counts, key=lambda n: (median[n] * (1.0 if n == 1 else MIN_SPEEDUP), n))
+    shown = ", ".join(f"{n} thread{'s' if n > 1 else ''} {median[n] * 1e3:.2f} ms" for n in counts)
+    return ThreadChoice(best, AUTO, f"probe, median step: {shown}")

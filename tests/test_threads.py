@@ -1,0 +1,137 @@
+"""BLAS threads: the auto policy (a probe that takes threads only when they pay), the count a run
+records and reuses on --resume, and the probe leaving training exactly as it would be."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from helpers import StopAt, digits_config, invoke, load_weights, train_config, write_config
+from netcli import threads
+from netcli.errors import Interrupted, NetcliError
+
+
+def blas_now() -> int:
+    return min(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+
+
+class FakeClock:
+    """A clock whose step time depends on the BLAS threads in force: steps[n] seconds at n threads."""
+
+    def __init__(self, steps: dict[int, float]):
+        self.steps, self.now, self.calls = steps, 0.0, []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def step(self):
+        n = blas_now()
+        self.calls.append(n)
+        self.now += self.steps[n]
+
+
+@pytest.mark.parametrize("steps, chosen", [
+    ({1: 0.010, 2: 0.004}, 2),            # threads pay: 2.5x faster
+    ({1: 0.010, 2: 0.009}, 1),            # 10% faster is not enough (MIN_SPEEDUP 1.15)
+    ({1: 0.010, 2: 0.030}, 1),            # a loaded machine: threads stall each other
+    ({1: 0.0002, 2: 0.0001}, 1),          # too short a step to probe
+])
+def test_auto_takes_threads_only_when_they_are_clearly_faster(steps, chosen):
+    clock = FakeClock(steps)
+    choice = threads.for_training("auto", clock.step, cores=2, clock=clock)
+    assert choice.count == chosen and choice.setting == "auto"
+    if steps[1] >= threads.TINY_STEP:
+        assert set(clock.calls) == {1, 2} and "2 threads" in choice.reason
+    else:
+        assert set(clock.calls) == {1} and "too short" in choice.reason
+
+
+def test_auto_probes_powers_of_two_up_to_the_cores():
+    clock = FakeClock({1: 0.010, 2: 0.006, 4: 0.004, 6: 0.0041})
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=6, user_api="blas"):
+        if blas_now() < 6:
+            pytest.skip("this BLAS was built for fewer than 6 threads")
+        choice = threads.for_training("auto", clock.step, cores=6, clock=clock)
+    assert sorted(set(clock.calls)) == [1, 2, 4, 6]
+    assert choice.count == 4          # 6 threads is not faster than 4
+
+
+def test_a_number_is_used_as_given_and_one_core_needs_no_probe():
+    calls = []
+    assert threads.for_training(3, lambda: calls.append(1)).count == 3
+    assert threads.for_training("auto", lambda: calls.append(1), cores=1).count == 1
+    assert calls == []
+
+
+def test_inference_uses_threads_only_for_a_lot_of_work(monkeypatch):
+    monkeypatch.setattr(threads, "available_cores", lambda: 4)
+    assert threads.for_inference("auto", 360, 20_000).count == 1
+    assert threads.for_inference("auto", 100_000, 1_000_000).count == 4
+    assert threads.for_inference(2, 10, 10).count == 2
+
+
+@pytest.mark.parametrize("text, value", [("auto", "auto"), (None, "auto"), ("1", 1), ("4", 4), (2, 2)])
+def test_parse_threads(text, value):
+    assert threads.parse_threads(text) == value
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "two", "1.5", ""])
+def test_parse_threads_refuses_what_is_not_a_count(text):
+    with pytest.raises(NetcliError, match="expected auto or a whole number of at least 1"):
+        threads.parse_threads(text)
+
+
+def test_blas_threads_limits_inside_the_block_and_restores_after():
+    before = blas_now()
+    with threads.blas_threads(1):
+        assert blas_now() == 1
+    assert blas_now() == before
+
+
+def test_the_config_key_is_checked(tmp_path):
+    result = invoke("validate", write_config(tmp_path, digits_config(training={"threads": 0}), "x"), "--static")
+    assert result.exit_code == 2 and "training.threads: must be a positive integer or 'auto', got 0" in result.stderr
+
+
+# -- in training ------------------------------------------------------------------------
+
+def test_the_run_records_the_threads_and_the_probe_changes_nothing(tmp_path, monkeypatch):
+    cfg = digits_config(model={"layers": [{"type": "dense", "units": 16, "activation": "relu"},
+                                          {"type": "dropout", "rate": 0.3},
+                                          {"type": "dense", "units": 10, "activation": "softmax"}]})
+    monkeypatch.setattr(threads, "TINY_STEP", 0.0)          # always probe, even this small net
+    auto = train_config(tmp_path, cfg, "auto").summary
+    assert auto["threads"]["setting"] == "auto" and "probe" in auto["threads"]["reason"]
+    used = auto["threads"]["used"]
+    fixed = train_config(tmp_path, digits_config(training={"threads": used}, model=cfg["model"]), "fixed").summary
+    assert fixed["threads"] == {"setting": used, "used": used, "reason": "asked for"}
+    a, b = load_weights(tmp_path / "auto"), load_weights(tmp_path / "fixed")
+    for key in a:
+        if key.startswith("layers."):
+            np.testing.assert_array_equal(a[key], b[key])     # the probe's steps left no trace (dropout too)
+
+
+def test_resume_uses_the_thread_count_the_run_used_before(tmp_path, monkeypatch):
+    from netcli.training import resume, train
+    path = write_config(tmp_path, digits_config(training={"epochs": 4}), "x")
+    with pytest.raises(Interrupted):
+        train(path, run_dir=tmp_path / "run", reporter=StopAt(2))
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["threads"]["used"] >= 1
+    summary["threads"]["used"] = 2                           # as if the first part had chosen 2
+    (tmp_path / "run" / "summary.json").write_text(json.dumps(summary))
+    probed = []
+    monkeypatch.setattr(threads, "for_training", lambda *a, **k: probed.append(1))
+    done = resume(tmp_path / "run").summary
+    assert done["threads"] == {"setting": "auto", "used": 2, "reason": "as this run used before"}
+    assert probed == []
+
+
+def test_the_training_log_says_what_auto_chose(tmp_path):
+    result = invoke("train", write_config(tmp_path, digits_config(), "x"), "--run-dir", tmp_path / "run")
+    assert result.exit_code == 0, result.stderr
+    assert "threads: 1 (auto: " in result.stderr or "threads: 2 (auto: " in result.stderr
