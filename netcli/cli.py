@@ -67,6 +67,20 @@ def json_option(what: str = "the result"):
 data_option = click.option("--data", help="CSV, NPZ or NPY file, or - for stdin (default: the config's data.test).")
 
 
+def _threads_value(ctx, param, value):
+    from netcli.threads import parse_threads
+    try:
+        return None if value is None else parse_threads(value)
+    except NetcliError as e:
+        raise click.BadParameter(str(e).removeprefix("--threads: ")) from None
+
+
+threads_option = click.option("--threads", default=None, metavar="N|auto", callback=_threads_value,
+                              help="BLAS threads: a number, or auto [default: training.threads for train "
+                                   "(auto: measured on the first steps), else auto (threads only for a lot "
+                                   "of work)].")
+
+
 @click.group(cls=NetcliGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show a traceback for errors.")
 @click.version_option(__version__, prog_name="netcli")
@@ -90,8 +104,9 @@ def _emit_json(obj) -> None:
 @click.option("--resume", "resume_run", type=click.Path(), help="Carry on from RUN's checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Allow --run-dir to name a run that exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@threads_option
 @json_option("the final summary (instead of the run directory)")
-def train(config, overrides, run_dir, runs_base, resume_run, overwrite, quiet, as_json):
+def train(config, overrides, run_dir, runs_base, resume_run, overwrite, quiet, threads, as_json):
     """Train CONFIG; print the run directory on stdout.
 
     run=$(netcli train configs/digits_mlp.yaml) && netcli eval "$run"
@@ -101,6 +116,8 @@ def train(config, overrides, run_dir, runs_base, resume_run, overwrite, quiet, a
 
     interrupt_on_signals()
     reporter = Reporter(quiet=quiet)
+    if threads is not None:
+        overrides = (*overrides, f"training.threads={threads}")
     if resume_run:
         if config:
             raise click.UsageError("give either CONFIG or --resume RUN, not both")
@@ -141,12 +158,14 @@ def _data_path(run, data):
 @cli.command("eval")
 @click.argument("run_dir", type=click.Path())
 @data_option
+@threads_option
 @json_option("the metrics")
-def eval_cmd(run_dir, data, as_json):
+def eval_cmd(run_dir, data, threads, as_json):
     """Metrics of a trained run on test data."""
     from netcli.api import load_run
 
     run = load_run(run_dir)
+    run.threads = threads or run.threads
     split = run.split(_data_path(run, data))
     result = run.evaluate(split)
     if as_json:
@@ -184,7 +203,8 @@ def eval_cmd(run_dir, data, as_json):
 @click.option("--layer", type=int, help="Output layer N's activations (e.g. an autoencoder's code).")
 @click.option("--keep", multiple=True, metavar="COLUMN",
               help="Carry a column of the input (e.g. an id) into each output row, before the prediction.")
-def predict(run_dir, data, fmt, proba, layer, keep):
+@threads_option
+def predict(run_dir, data, fmt, proba, layer, keep, threads):
     """One prediction per input row on stdout. Features are taken from the data by the names the
     training file gave them; other columns are ignored unless --keep names them."""
     from netcli.api import load_run
@@ -192,6 +212,7 @@ def predict(run_dir, data, fmt, proba, layer, keep):
     if keep and fmt == "npy":
         raise click.UsageError("--keep needs --format csv or jsonl (an NPY array holds numbers only)")
     run = load_run(run_dir)
+    run.threads = threads or run.threads
     run.check_layer(layer, "--layer")      # before the data is read
     split = run.split(_data_path(run, data), need_target=False, keep=list(keep))
     _, out = run.split_outputs(split, layer)
@@ -231,6 +252,22 @@ def _csv_cell(text: str) -> str:
     return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n\r') else text
 
 
+# -- export ------------------------------------------------------------------------
+
+@cli.command("export")
+@click.argument("run_dir", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torch", "safetensors"]), required=True,
+              help="onnx: the whole model, preprocessing included; torch: a state_dict for "
+                   "netcli.export.torch_model.build_sequential; safetensors: the tensors and metadata.")
+@click.option("--out", type=click.Path(), help="File to write (default: RUN/model.onnx, model.pt or "
+                                               "model.safetensors).")
+def export_cmd(run_dir, fmt, out):
+    """Write a trained run's model for other tools; prints the file's path."""
+    from netcli.export import export
+
+    click.echo(str(export(run_dir, fmt, out, reporter=Reporter())))
+
+
 # -- gradcheck ---------------------------------------------------------------------
 
 @cli.command()
@@ -245,8 +282,9 @@ def _csv_cell(text: str) -> str:
 @click.option("--random", "use_random", is_flag=True, help="Random inputs and targets instead of the data.")
 @click.option("--seed", default=0, show_default=True)
 @set_option
+@threads_option
 @json_option("the report")
-def gradcheck(target, eps, tol, method, examples, max_coords, use_random, seed, overrides, as_json):
+def gradcheck(target, eps, tol, method, examples, max_coords, use_random, seed, overrides, threads, as_json):
     """Backpropagation against finite differences, per tensor, in float64.
 
     TARGET is a config (fresh parameters) or a run directory (its trained weights).
@@ -259,10 +297,13 @@ def gradcheck(target, eps, tol, method, examples, max_coords, use_random, seed, 
     """
     from netcli.inspection import check_gradients
 
+    from netcli.threads import AUTO, blas_threads
+
     if tol is None:
         tol = 1e-6 if method == "central" else 1e-4
-    report, source, m = check_gradients(target, overrides, examples, use_random, seed, eps=eps,
-                                        method=method, tol=tol, max_coords=max_coords)
+    with blas_threads(1 if threads in (None, AUTO) else threads):    # many passes over a few examples
+        report, source, m = check_gradients(target, overrides, examples, use_random, seed, eps=eps,
+                                            method=method, tol=tol, max_coords=max_coords)
     if as_json:
         _emit_json({**report.as_dict(), "data": source, "examples": m})
     else:

@@ -344,6 +344,7 @@ def train(config: Config | str | Path, run_dir=None, runs_base="runs", overrides
 
 
 RESUMABLE_KEYS = ("training.epochs", "optimizer.max_iter")   # what --resume --set may change: how long
+THREADS_KEY = "training.threads"                               # and, without changing the run, its threads
 
 
 def resume(run_path: str | Path, quiet: bool = True, reporter: Reporter | None = None,
@@ -352,10 +353,12 @@ def resume(run_path: str | Path, quiet: bool = True, reporter: Reporter | None =
     run (training.epochs, or optimizer.max_iter for cg and lbfgs), as Keras' initial_epoch does;
     a run that has done all its epochs (or stopped early) is left as it is."""
     path = resolve_run(run_path)
-    for item in overrides:
-        if item.partition("=")[0].strip() not in RESUMABLE_KEYS:
+    keys = [item.partition("=")[0].strip() for item in overrides]
+    for item, key in zip(overrides, keys):
+        if key not in (*RESUMABLE_KEYS, THREADS_KEY):
             raise NetcliError(f"--set {item}: --resume carries on with the run's own config; only "
                               f"{' and '.join(RESUMABLE_KEYS)} can change (to extend the run)")
+    longer = any(key in RESUMABLE_KEYS for key in keys)
     config = load_config(path / "config.yaml", overrides)
     if not (path / CHECKPOINT).exists():
         raise NetcliError(f"{path}: no {CHECKPOINT} to resume from; train it again instead")
@@ -370,12 +373,12 @@ def resume(run_path: str | Path, quiet: bool = True, reporter: Reporter | None =
         trainer.restore(checkpoint)
         previous = RunDir(path).read_summary()
         trainer.source = previous.get("config", trainer.source)
-        if previous.get("status") == "finished" and not trainer.extends(previous, bool(overrides)):
+        if previous.get("status") == "finished" and not trainer.extends(previous, longer):
             reporter.info(f"{path}: already {previous.get('message') or 'finished'} "
                           f"({trainer.progress.epoch} epochs); nothing to do. To train longer: "
                           f"netcli train --resume {path} --set {trainer.length_key()}=N")
             return TrainResult(path, previous)
-        if overrides:
+        if longer:
             run.write_text("config.yaml", dump_config(config))
         trainer.progress.bad_epochs = 0 if previous.get("status") == "finished" else trainer.progress.bad_epochs
         reporter.info(f"resuming {path} from epoch {trainer.progress.epoch}")

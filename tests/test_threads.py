@@ -135,3 +135,19 @@ def test_the_training_log_says_what_auto_chose(tmp_path):
     result = invoke("train", write_config(tmp_path, digits_config(), "x"), "--run-dir", tmp_path / "run")
     assert result.exit_code == 0, result.stderr
     assert "threads: 1 (auto: " in result.stderr or "threads: 2 (auto: " in result.stderr
+
+
+def test_threads_on_the_command_line(tmp_path):
+    run = tmp_path / "run"
+    result = invoke("train", write_config(tmp_path, digits_config(), "x"), "--run-dir", run, "--threads", "1")
+    assert result.exit_code == 0, result.stderr
+    assert "threads: 1 (1: asked for)" in result.stderr
+    assert json.loads((run / "summary.json").read_text())["threads"]["used"] == 1
+    for args in (["eval", run], ["predict", run], ["gradcheck", run, "--max-coords", "5"]):
+        done = invoke(*args, "--threads", "2")
+        assert done.exit_code == 0, (args, done.stderr)
+    bad = invoke("eval", run, "--threads", "0")
+    assert bad.exit_code == 2 and "expected auto or a whole number of at least 1" in bad.stderr
+    # --resume takes --threads without counting it as a request to train longer
+    again = invoke("train", "--resume", run, "--threads", "2")
+    assert again.exit_code == 0 and "nothing to do" in again.stderr, again.stderr
