@@ -103,21 +103,32 @@ def _emit_json(obj) -> None:
               help="Folder that holds the run directories.")
 @click.option("--resume", "resume_run", type=click.Path(), help="Carry on from RUN's checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Allow --run-dir to name a run that exists.")
+@click.option("--check", "check_run", type=click.Path(), metavar="RUN",
+              help="Retrain RUN from its config in a temporary directory; exit 0 if the final theta's "
+                   "SHA-256 matches RUN's receipt.json (and its weights.npz), 1 if not.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @threads_option
 @json_option("the final summary (instead of the run directory)")
-def train(config, overrides, run_dir, runs_base, resume_run, overwrite, quiet, threads, as_json):
+def train(config, overrides, run_dir, runs_base, resume_run, overwrite, check_run, quiet, threads, as_json):
     """Train CONFIG; print the run directory on stdout.
 
     run=$(netcli train configs/digits_mlp.yaml) && netcli eval "$run"
     """
     from netcli import training
+    from netcli.runs.receipt import hashing_stdin
     from netcli.signals import interrupt_on_signals
 
     interrupt_on_signals()
     reporter = Reporter(quiet=quiet)
     if threads is not None:
         overrides = (*overrides, f"training.threads={threads}")
+    if check_run:
+        if config or resume_run or overrides or run_dir or overwrite or runs_base != "runs":
+            raise click.UsageError("--check RUN retrains RUN's own config; give no CONFIG, --resume, --set, "
+                                   "--run-dir, --runs or --overwrite")
+        with hashing_stdin():
+            _check(check_run, quiet, as_json)
+        return
     if resume_run:
         if config:
             raise click.UsageError("give either CONFIG or --resume RUN, not both")
@@ -125,13 +136,15 @@ def train(config, overrides, run_dir, runs_base, resume_run, overwrite, quiet, t
                                             ("--overwrite", overwrite)) if given]
         if ignored:
             raise click.UsageError(f"--resume RUN carries on in RUN itself; {', '.join(ignored)} cannot apply")
-        result = training.resume(resume_run, reporter=reporter, overrides=overrides)
+        with hashing_stdin():
+            result = training.resume(resume_run, reporter=reporter, overrides=overrides)
     else:
         if not config:
             raise click.UsageError("missing CONFIG (or --resume RUN)")
         from netcli.config import load_config
-        result = training.train(load_config(config, overrides), run_dir=run_dir, runs_base=runs_base,
-                                overwrite=overwrite, reporter=reporter)
+        with hashing_stdin():     # a run reading stdin records the hash of what it read
+            result = training.train(load_config(config, overrides), run_dir=run_dir, runs_base=runs_base,
+                                    overwrite=overwrite, reporter=reporter)
     summary = result.summary
     if not quiet:
         final = summary.get("test") or summary.get("final", {})
@@ -143,6 +156,19 @@ def train(config, overrides, run_dir, runs_base, resume_run, overwrite, quiet, t
         _emit_json({"run_dir": str(result.run_dir), **summary})
     else:
         click.echo(str(result.run_dir))
+
+
+def _check(run, quiet: bool, as_json: bool) -> None:
+    """train --check RUN: the verdict on stdout; a mismatch names both hashes on stderr, exit 1."""
+    from netcli.diff import check_run, mismatch_message
+
+    result = check_run(run, Reporter(quiet=quiet))
+    if as_json:
+        _emit_json(result)
+    elif result["match"]:
+        click.echo(f"{result['run']}: reproduced: theta sha256 {result['receipt']}")
+    if not result["match"]:
+        raise JobFailed(mismatch_message(result))
 
 
 # -- eval and predict --------------------------------------------------------------
@@ -388,21 +414,41 @@ def summary(target, overrides):
 # -- plots and the table of runs ----------------------------------------------------
 
 @cli.command()
-@click.argument("run_dir", type=click.Path())
-@click.option("--out", type=click.Path(), help="PNG file to write (default: inside the run directory).")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(), metavar="RUN...")
+@click.option("--out", type=click.Path(), help="PNG file to write (default: inside the run directory, or "
+              "inside the one folder of runs given).")
 @click.option("--weights", "what", flag_value="weights", help="A layer's incoming weights as images.")
 @click.option("--reconstructions", "what", flag_value="reconstructions",
               help="Autoencoders: test inputs beside their reconstructions.")
 @click.option("--confusion", "what", flag_value="confusion", help="Confusion matrix on the test data.")
 @click.option("--layer", type=int, help="With --weights: the layer (default: the first with weights).")
 @data_option
-def plot(run_dir, out, what, layer, data):
-    """Loss and accuracy curves (default), weights, reconstructions or confusion; prints the PNG path."""
+def plot(run_dirs, out, what, layer, data):
+    """Loss and accuracy curves (default), weights, reconstructions or confusion; prints the PNG path.
+
+    Several runs (or a sweep or comparison folder, which stands for its runs) give one figure of
+    their learning curves, each labelled by what differs between the configs (optimizer.lr=0.01).
+    """
     from netcli import plots
     from netcli.api import load_run
     from netcli.config import load_config
     from netcli.runs import RunDir, resolve_run
 
+    run_dir = run_dirs[0]
+    if len(run_dirs) > 1 or not (Path(run_dir) / "config.yaml").is_file():
+        from netcli.diff import expand_runs, overlay_series
+        runs, expanded = expand_runs(run_dirs)
+        if len(runs) > 1:
+            if what is not None:
+                raise click.UsageError(f"--{what} draws one run; give one RUN")
+            if not out and not (expanded and len(run_dirs) == 1):
+                raise click.UsageError("several runs: give --out FILE.png for their figure")
+            path = Path(out) if out else Path(run_dir) / "curves.png"
+            title = Path(run_dir).name if len(run_dirs) == 1 else f"{len(runs)} runs"
+            plots.plot_overlay(overlay_series(runs), title, path)
+            click.echo(str(path))
+            return
+        run_dir = runs[0]
     if what is None:   # the curves need metrics.jsonl only: they work on a run that is still training
         run_path = resolve_run(run_dir)
         path = Path(out) if out else run_path / "curves.png"
@@ -465,6 +511,153 @@ def _metric(pair) -> str:
     return "" if not pair else f"{pair[0]} {pair[1]:.4g}"
 
 
+# -- comparing optimizers and runs ----------------------------------------------------
+
+@cli.command()
+@click.argument("config", type=click.Path())
+@click.option("--optimizers", default="sgd,momentum,adam,cg,lbfgs", show_default=True, metavar="A,B,...",
+              help="The optimizers to compare, by registered name.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key for every run (as train --set), or one optimizer's setting: "
+                   "--set sgd.lr=0.05, --set cg.max_iter=300.")
+@click.option("--budget", type=click.IntRange(min=1), metavar="N",
+              help="Epochs of each first-order run and optimizer.max_iter of cg and lbfgs "
+                   "[default: the config's training.epochs, or its max_iter for a full-batch config].")
+@click.option("--out", type=click.Path(), help="The comparison folder [default: runs/compare/<config>-<time>].")
+@click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,
+              help="BLAS threads for every run (0: BLAS's own default); one thread keeps the timings "
+                   "steady on a shared machine.")
+@click.option("--verbose", "-v", is_flag=True, help="Every epoch of every run on stderr.")
+@json_option("comparison.json's contents (instead of the table)")
+def compare(config, optimizers, overrides, budget, out, threads, verbose, as_json):
+    """Train CONFIG with several optimizers from the same initial theta and data; print a table.
+
+    \b
+    netcli compare configs/digits_mlp.yaml --optimizers sgd,momentum,adam,cg,lbfgs
+
+    Each optimizer's run is CONFIG with `--set optimizer={...}` and `training.epochs=N`, an
+    ordinary run directory in the comparison folder (DIR/sgd/, DIR/cg/, ...); nothing else
+    differs, so the seed draws the same initial theta, and compare checks that it did.
+    The folder also holds comparison.json and comparison.png: the objective J on the training
+    rows against gradient evaluations and against time. A minibatch step of b rows counts b/m
+    of a gradient evaluation (m training rows: an epoch counts 1); each gradient scipy's cg or
+    lbfgs asks for counts 1, line searches included.
+
+    \b
+    Settings, unless --set NAME.KEY=V says otherwise:
+      the config's own optimizer   its block as the config has it
+      sgd                          lr 0.1
+      momentum, nesterov           lr 0.01, momentum 0.9
+      adagrad                      lr 0.05
+      rmsprop, adam                lr 0.001
+      cg, lbfgs                    max_iter N (the budget; scipy's other defaults)
+    First-order runs train N epochs (N gradient evaluations) with the config's batch size and
+    schedule; cg and lbfgs stop after N iterations, each of which costs one gradient evaluation
+    or more (line searches): the table and the figure show what each used.
+    """
+    from netcli import compare as comparing
+    from netcli.signals import interrupt_on_signals
+
+    interrupt_on_signals()
+    names = [n.strip() for n in optimizers.split(",")]
+    plan = comparing.plan(config, names, overrides, budget, out, threads=threads or None)
+    talk = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+    result = comparing.run(plan, console=talk, verbose=verbose)
+    if as_json:
+        _emit_json({"comparison_dir": str(result.path), **result.doc})
+    else:
+        out_console().print(_comparison_table(result))
+    if not any(r["status"] == "finished" for r in result.rows):
+        raise JobFailed(f"no run of the comparison finished; see {result.path / comparing.COMPARISON_FILE}")
+
+
+def _comparison_table(result) -> Table:
+    doc = result.doc
+    same = "same initial theta" if doc.get("same_initial_theta") else "INITIAL THETA DIFFERS"
+    table = Table(title=f"{result.path}: {same}, m = {doc['training_rows']}, batch {doc['batch_size']}, "
+                        f"budget {doc['budget']}",
+                  caption=f"time: seconds in training steps (validation, checkpoints left out); "
+                          f"figure: {result.path / doc['figure']}")
+    for col in ("optimizer", "settings", "status", "final J", "data term", "best J", "grad evals", "time", "test"):
+        table.add_column(col, justify="left" if col in ("optimizer", "settings", "status", "test") else "right")
+    for r in doc["runs"]:
+        settings = ", ".join(f"{k} {_short_value(v)}" for k, v in r["settings"].items() if k != "type")
+        table.add_row(r["optimizer"], settings, r["status"], _num(r["final_objective"]), _num(r["final_data_term"]),
+                      _num(r["best_objective"]),
+                      f"{r['grad_evals']:.4g}", f"{r['seconds']:.2f}s", _metric(
+                          [r["test"]["metric"], r["test"]["value"]] if r["test"] else None))
+    return table
+
+
+def _num(value) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else ""
+
+
+@cli.command("diff")
+@click.argument("run_a", type=click.Path())
+@click.argument("run_b", type=click.Path())
+@click.option("--rtol", default=1e-6, show_default=True, help="Metrics closer than this (relatively) are the same.")
+@json_option("the differences")
+def diff_cmd(run_a, run_b, rtol, as_json):
+    """How two runs differ: config keys, data files (SHA-256 from their receipts), and the first
+    epoch where a logged metric parts, with the final values."""
+    from netcli.diff import diff_runs
+
+    result = diff_runs(run_a, run_b, rtol)
+    if as_json:
+        _emit_json(result)
+        return
+    _print_diff(result)
+
+
+def _print_diff(result: dict) -> None:
+    out = out_console()
+    out.print(f"a: {result['a']}\nb: {result['b']}", markup=False)
+    if result["config"]:
+        table = Table(title="config keys that differ")
+        for col in ("key", "a", "b"):
+            table.add_column(col)
+        for d in result["config"]:
+            table.add_row(d["key"], _cell(d["a"]), _cell(d["b"]))
+        out.print(table)
+    else:
+        out.print("config: the same", markup=False)
+    data = result["data"]
+    for d in data["differ"]:
+        a, b = d["a"] or {}, d["b"] or {}
+        out.print(f"data.{d['role']} differs: a {a.get('path')} sha256 {a.get('sha256')}\n"
+                  f"{' ' * (len(d['role']) + 14)}b {b.get('path')} sha256 {b.get('sha256')}", markup=False)
+    for d in data["unknown"]:
+        out.print(f"data.{d['role']}: not compared (a: {_cell(d['a'])}, b: {_cell(d['b'])})", markup=False)
+    if data["same"]:
+        out.print(f"data the same (sha256): {', '.join(data['same'])}", markup=False)
+    m = result["metrics"]
+    parted = m["parted"]
+    if parted is None:
+        out.print(f"metrics: the same at every epoch (rtol {m['rtol']:g}); {m['epochs'][0]} epochs", markup=False)
+    elif not parted["metrics"]:
+        out.print(f"metrics: the same while both ran; only {parted['only_in']} has epoch {parted['epoch']} "
+                  f"({m['epochs'][0]} vs {m['epochs'][1]} epochs)", markup=False)
+    else:
+        shown = ", ".join(f"{d['metric']} {_short_value(d['a'])} vs {_short_value(d['b'])}" for d in parted["metrics"])
+        out.print(f"metrics part at epoch {parted['epoch']}: {shown}", markup=False)
+    if m["final"]:
+        table = Table(title=f"final metrics ({m['epochs'][0]} and {m['epochs'][1]} epochs)")
+        for col in ("metric", "a", "b"):
+            table.add_column(col, justify="left" if col == "metric" else "right")
+        for key, (a, b) in m["final"].items():
+            table.add_row(key, _cell(a), _cell(b))
+        out.print(table)
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return "" if value is None else str(value)
+
+
 # -- sweep -------------------------------------------------------------------------
 
 @cli.command()
@@ -476,6 +669,12 @@ def _metric(pair) -> str:
 @click.option("--range", "ranges", multiple=True, metavar="KEY=LO:HI[:log]",
               help="An axis drawn uniformly (log-uniformly with :log) for --random; integers if LO, HI are.")
 @click.option("--seeds", type=int, metavar="K", help="Run every point with K derived seeds.")
+@click.option("--search", type=click.Choice(["tpe", "random", "grid"]),
+              help="Ask an Optuna study for each trial over the --range/--grid axes (needs netcli[search]).")
+@click.option("--trials", type=int, metavar="N",
+              help="How many trials a --search asks for [grid: all its points]; with --resume, carry a search on to N.")
+@click.option("--prune", type=click.Choice(["median", "halving"]),
+              help="Stop a search's trials that fall behind at an epoch's end (MedianPruner, SuccessiveHalvingPruner).")
 @click.option("--workers", type=click.IntRange(min=1), metavar="N",
               help="Local Dask worker processes [default: CPU count].")
 @click.option("--scheduler", metavar="ADDRESS", help="A running Dask scheduler instead, e.g. tcp://host:8786.")
@@ -483,28 +682,34 @@ def _metric(pair) -> str:
 @click.option("--resume", "resume_dir", type=click.Path(), metavar="SWEEP_DIR",
               help="Run the trials SWEEP_DIR has not recorded as ended.")
 @json_option("the table (instead of the best trial's path)")
-def sweep(config, overrides, grid, n_random, ranges, seeds, workers, scheduler, sweep_dir, resume_dir, as_json):
+def sweep(config, overrides, grid, n_random, ranges, seeds, search, trials, prune, workers, scheduler, sweep_dir,
+          resume_dir, as_json):
     """Train CONFIG once per trial on Dask; print the best trial's run directory on stdout.
 
     \b
     netcli sweep configs/digits_mlp.yaml --set data.validation_split=0.1 \\
         --grid optimizer.lr=0.001,0.01 --grid regularization.l2=0,1e-4
+    netcli sweep configs/digits_mlp.yaml --set data.validation_split=0.1 --search tpe --trials 16 \\
+        --range optimizer.lr=1e-4:1e-1:log --range regularization.l2=1e-6:1e-2:log --prune median
 
-    Axes may also come from a `sweep:` section of the config (grid, range, random, seeds).
-    The best trial has the best validation metric (else final loss, else test metric).
+    Axes may also come from a `sweep:` section of the config (grid, range, random, seeds; search,
+    trials, prune). The best trial has the best validation metric (else final loss, else test metric).
     """
     from netcli import sweep as sweeps
     from netcli.signals import interrupt_on_signals
 
     interrupt_on_signals()
     if resume_dir:
-        if config or overrides or grid or ranges or n_random is not None or seeds is not None or sweep_dir:
-            raise click.UsageError("--resume SWEEP_DIR takes the sweep as it was; give no CONFIG or axes")
-        plan = sweeps.load(resume_dir)
+        if config or overrides or grid or ranges or n_random is not None or seeds is not None or sweep_dir \
+                or search or prune:
+            raise click.UsageError("--resume SWEEP_DIR takes the sweep as it was; give no CONFIG or axes "
+                                   "(a search takes --trials N to ask for more)")
+        plan = sweeps.load(resume_dir, trials=trials)
     else:
         if not config:
             raise click.UsageError("missing CONFIG (or --resume SWEEP_DIR)")
-        plan = sweeps.plan(config, grid, ranges, n_random, seeds, sweep_dir, overrides=overrides)
+        plan = sweeps.plan(config, grid, ranges, n_random, seeds, sweep_dir, overrides=overrides,
+                           search=search, trials=trials, prune=prune)
     talk = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
     result = sweeps.run(plan, workers=workers, scheduler=scheduler, console=talk, new=not resume_dir)
     rows = sweeps.table_rows(result)
@@ -523,7 +728,8 @@ def _sweep_table(result, rows, axes) -> Table:
     shorts = short_keys(axes.keys())
     metrics = {r["score"]["metric"] for r in rows if r["score"]}
     counts = {s: sum(r["status"] == s for r in rows) for s in dict.fromkeys(r["status"] for r in rows)}
-    table = Table(title=f"{result.path}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    trained = f"; {sum(r['epochs'] or 0 for r in rows)} epochs trained" if "pruned" in counts else ""
+    table = Table(title=f"{result.path}: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + trained)
     metric = metrics.pop() if len(metrics) == 1 else "score"
     loss = metric != "loss"  # a separate final-loss column, unless the score is that loss
     columns = ["", "trial", *shorts.values()] + (["seed"] if axes.seeds > 1 else []) + \

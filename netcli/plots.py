@@ -216,3 +216,105 @@ def plot_confusion(cm: np.ndarray, classes, title: str, path: Path) -> Path:
     ax.set_title(_wrap(title, size[0]))
     fig.tight_layout()
     return _save(fig, path)
+
+
+# -- several runs in one figure ---------------------------------------------------------
+
+OVERLAY_SIZE = (8.0, 4.8)                  # the loss panel alone, room for a legend
+OVERLAY_WITH_ACCURACY_SIZE = (13.0, 4.8)
+COMPARISON_SIZE = (13.0, 4.8)              # objective against evaluations | against time
+
+
+def _colors(n: int) -> list:
+    """n distinct colors: matplotlib's tab10, then tab20 beyond ten lines."""
+    import matplotlib
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _log_if_positive(ax, values: list[float]) -> bool:
+    shown = [v for v in values if v is not None and np.isfinite(v)]
+    log = bool(shown) and min(shown) > 0
+    ax.set_yscale("log" if log else "linear")
+    return log
+
+
+def plot_overlay(runs: list[tuple[str, list[dict], bool]], title: str, path: Path) -> Path:
+    """Learning curves of several runs on one set of axes: runs is [(label, metrics records,
+    full_batch)]. Per run one color: the training objective (solid) and, with validation data,
+    the validation data term (dashed); a second panel with the validation accuracy when any run
+    has one. x: the epoch (the iteration for cg / lbfgs)."""
+    runs = [(label, metrics, fb) for label, metrics, fb in runs if metrics]
+    if not runs:
+        raise NetcliError("none of the runs has metrics yet (metrics.jsonl is empty)")
+    plt = _pyplot()
+    has_acc = any(r.get("val_accuracy") is not None for _, metrics, _ in runs for r in metrics)
+    has_val = any(r.get("val_loss") is not None for _, metrics, _ in runs for r in metrics)
+    kinds = {fb for _, _, fb in runs}
+    xlabel = {frozenset([False]): "epoch", frozenset([True]): "iteration (full batch)"}.get(
+        frozenset(kinds), "epoch (iteration for full-batch optimizers)")
+    size = OVERLAY_WITH_ACCURACY_SIZE if has_acc else OVERLAY_SIZE
+    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=size, squeeze=False)
+    ax = axes[0, 0]
+    shown = []
+    for (label, metrics, _), color in zip(runs, _colors(len(runs))):
+        x = [r["epoch"] for r in metrics]
+        marker = "." if len(x) <= 30 else None
+        loss = _series(metrics, "loss")
+        ax.plot(x, loss, marker=marker, color=color, label=label)
+        shown += loss
+        if has_val:
+            val = _series(metrics, "val_loss")
+            ax.plot(x, val, linestyle="--", color=color)
+            shown += val
+    log = _log_if_positive(ax, shown)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("loss per example" + (" (log scale)" if log else ""))
+    what = "training objective" + (" (solid), validation data term (dashed)" if has_val else "")
+    ax.set_title(_wrap(f"{title}\n{what}", size[0] / (2 if has_acc else 1), 11), fontsize=11)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    if has_acc:
+        ax2 = axes[0, 1]
+        for (label, metrics, _), color in zip(runs, _colors(len(runs))):
+            x = [r["epoch"] for r in metrics]
+            ax2.plot(x, [100 * v for v in _series(metrics, "val_accuracy")],
+                     marker="." if len(x) <= 30 else None, color=color, label=label)
+        ax2.set_xlabel(xlabel)
+        ax2.set_ylabel("validation accuracy (%)")
+        ax2.set_title(_wrap(f"{title}\nvalidation accuracy", size[0] / 2, 11), fontsize=11)
+        ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_comparison(rows: list[dict], title: str, path: Path, evals_label: str) -> Path:
+    """An optimizer comparison (netcli.compare's rows, each with a curve of epoch, evals,
+    seconds, objective): J against gradient evaluations (left) and against time (right), one
+    line per optimizer, log scale."""
+    rows = [r for r in rows if r.get("curve") and r["curve"]["objective"]]
+    if not rows:
+        raise NetcliError("no run of the comparison logged an epoch")
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=COMPARISON_SIZE)
+    values = []
+    for row, color in zip(rows, _colors(len(rows))):
+        c = row["curve"]
+        label = f"{row['optimizer']}" + ("" if row.get("status") == "finished" else f" ({row['status']})")
+        marker = "." if len(c["evals"]) <= 30 else None
+        left.plot(c["evals"], c["objective"], marker=marker, color=color, label=label)
+        right.plot(c["seconds"], c["objective"], marker=marker, color=color, label=label)
+        values += c["objective"]
+    for ax in (left, right):
+        log = _log_if_positive(ax, values)
+        ax.set_ylabel("objective J on the training rows" + (" (log scale)" if log else ""))
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=9)
+    left.set_xlabel(_wrap(evals_label, COMPARISON_SIZE[0] / 2, 10), fontsize=10)
+    right.set_xlabel(_wrap("time (s) in training steps (validation and checkpoints left out)",
+                           COMPARISON_SIZE[0] / 2, 10), fontsize=10)
+    left.set_title("J against gradient evaluations", fontsize=11)
+    right.set_title("J against time", fontsize=11)
+    fig.suptitle(_wrap(title, COMPARISON_SIZE[0]), fontsize=12)
+    fig.tight_layout()
+    return _save(fig, path)

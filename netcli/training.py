@@ -21,6 +21,7 @@ from netcli.optim.full_batch import StopMinimizing
 from netcli.prepare import Prepared, prepare, rng_streams
 from netcli.runs import RunDir, resolve_run
 from netcli.runs.checkpoint import CHECKPOINT, Checkpoint, Progress, load_checkpoint, save_checkpoint
+from netcli.runs.receipt import write_receipt
 from netcli.runs.weights import WEIGHTS, save_weights
 from netcli.signals import signals_ignored
 from netcli.threads import AUTO, ThreadChoice, blas_threads, for_training
@@ -186,8 +187,8 @@ class Trainer:
             record = {"epoch": epoch + 1, "loss": total / n, "data_loss": data_total / n,
                       "penalty": (total - data_total) / n, "lr": lr}
             if self._end_epoch(record, time.perf_counter() - t0):
-                return f"early stopping: no improvement in {self.spec.training.early_stopping.monitor} " \
-                       f"for {self.spec.training.early_stopping.patience} epochs"
+                es = self.spec.training.early_stopping
+                return self.stop_reason or f"early stopping: no improvement in {es.monitor} for {es.patience} epochs"
         return "completed all epochs"
 
     def _fit_full_batch(self) -> str:
@@ -217,7 +218,7 @@ class Trainer:
             stop = self._end_epoch(record, now - clock["t"])
             clock["t"] = time.perf_counter()
             if stop:
-                raise StopMinimizing("early stopping")
+                raise StopMinimizing(self.stop_reason or "early stopping")
 
         remaining = self.optimizer.max_iter - self.progress.epoch
         if remaining <= 0:
@@ -226,7 +227,8 @@ class Trainer:
         return self.optimizer.minimize(fun, net.theta, callback)
 
     def _end_epoch(self, record: dict, seconds: float) -> bool:
-        """Validate, log, checkpoint; True when early stopping says stop."""
+        """Validate, log, checkpoint; True when early stopping says stop, or the reporter: its
+        epoch() may return why the run ends after this epoch (a sweep's pruner), kept in stop_reason."""
         if self.p.val is not None:
             val = evaluate(self.net, self.p.val, self.p.task)
             record.update({f"val_{k}": v for k, v in val.items() if k in ("loss", "accuracy", "mse")})
@@ -237,12 +239,13 @@ class Trainer:
         pr.epoch = record["epoch"]
         pr.wall_seconds = self.wall_seconds()
         stop = self._early_stopping(record)
-        self.reporter.epoch(record)
+        asked = self.reporter.epoch(record)
+        self.stop_reason = asked if isinstance(asked, str) and asked else None
         self.snapshot()
         if pr.epoch % self.spec.training.checkpoint_every == 0:
             self.write_checkpoint()
             self.write_weights()   # so eval, predict and plot work on a run in progress or killed
-        return stop
+        return stop or self.stop_reason is not None
 
     def _early_stopping(self, record: dict) -> bool:
         es = self.spec.training.early_stopping
@@ -291,6 +294,7 @@ class Trainer:
             self.write_checkpoint()
             self.write_weights()
             self.run.write_json("summary.json", self._summary(status, self.wall_seconds(), message))
+            write_receipt(self.run, self.spec, self.net.theta, status)   # after the wall time is taken
 
     def _finish(self, status: str, message: str) -> dict:
         self.write_checkpoint()
@@ -298,6 +302,7 @@ class Trainer:
         summary = self._summary(status, self.wall_seconds(), message)
         if self.p.test is not None:
             summary["test"] = evaluate(self.net, self.p.test, self.p.task)
+        write_receipt(self.run, self.spec, self.net.theta, status)   # before summary.json says finished
         self.run.write_json("summary.json", summary)
         return summary
 

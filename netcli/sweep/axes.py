@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from netcli.sweep.planning import Trial
 
 SECTION_KEYS = ("grid", "range", "random", "seeds")
+SEARCH_KEYS = ("search", "trials", "prune")   # read by netcli.sweep.search
 
 
 @dataclass
@@ -139,11 +140,12 @@ def axes_from_section(section, source: str, lines: dict) -> Axes:
     axes = Axes()
     if section is None:
         return axes
+    valid = SECTION_KEYS + SEARCH_KEYS
     if not isinstance(section, dict):
-        raise ConfigError(f"{where()}: must be a mapping with keys {', '.join(SECTION_KEYS)}")
+        raise ConfigError(f"{where()}: must be a mapping with keys {', '.join(valid)}")
     for key in section:
-        if key not in SECTION_KEYS:
-            raise ConfigError(f"{where(key)}: unknown key; valid keys: {', '.join(SECTION_KEYS)}")
+        if key not in valid:
+            raise ConfigError(f"{where(key)}: unknown key; valid keys: {', '.join(valid)}")
     grid = section.get("grid") or {}
     if not isinstance(grid, dict):
         raise ConfigError(f"{where('grid')}: must map KEY.PATH to a list of values, "
@@ -176,9 +178,10 @@ def axes_from_section(section, source: str, lines: dict) -> Axes:
 
 
 def merge_axes(file_axes: Axes, grid=(), ranges=(), random: int | None = None,
-               seeds: int | None = None) -> Axes:
+               seeds: int | None = None, search: str | None = None) -> Axes:
     """The config's sweep: section with the command line's axes on top (a key given on the
-    command line replaces the same key from the file)."""
+    command line replaces the same key from the file). search: the sampler of a search (whose
+    ranges need no --random: its trials are asked from the study), None for a grid or --random."""
     axes = copy.deepcopy(file_axes)
     cli_keys = set()
     for item in grid:
@@ -205,6 +208,17 @@ def merge_axes(file_axes: Axes, grid=(), ranges=(), random: int | None = None,
         if seeds < 1:
             raise ConfigError(f"--seeds: must be >= 1, got {seeds}")
         axes.seeds = seeds
+    if search is not None:
+        if axes.random:
+            raise ConfigError(f"--random: draws its points without Optuna; --search {search} asks the study for "
+                              f"each trial: give the number of trials with --trials N")
+        if axes.seeds > 1:
+            raise ConfigError(f"--seeds: --search {search} trains each point it asks for once; "
+                              f"give --seeds to a --grid or --random sweep")
+        if not axes.keys():
+            raise ConfigError(f"--search {search}: nothing to search; give --range KEY=LOW:HIGH[:log] "
+                              f"or --grid KEY=V1,V2,... (or a sweep: section in the config)")
+        return axes
     if axes.ranges and not axes.random:
         raise ConfigError(f"--range {next(iter(axes.ranges))}: needs --random N (how many values to draw)")
     if axes.random and not axes.ranges:
@@ -215,6 +229,13 @@ def merge_axes(file_axes: Axes, grid=(), ranges=(), random: int | None = None,
         raise ConfigError("nothing to sweep: give --grid KEY=V1,V2, --random N with --range KEY=LOW:HIGH, "
                           "--seeds K, or a sweep: section in the config")
     return axes
+
+
+def axes_from_doc(doc: dict) -> Axes:
+    """sweep.yaml's axes: (as Axes.as_dict wrote them) -> Axes."""
+    return Axes(grid={k: [yaml_text(v) for v in vs] for k, vs in doc["grid"].items()},
+                ranges={k: parse_range(f"{k}={v}")[1] for k, v in doc["range"].items()},
+                random=doc["random"], seeds=doc["seeds"])
 
 
 def derived_seed(base_seed: int, replicate: int) -> int:
@@ -235,4 +256,5 @@ def yaml_text(value) -> str:
 
 
 def _num(x) -> str:
-    return f"{x:g}" if isinstance(x, float) else str(x)
+    """Short, and read back as the same number (sweep.yaml keeps ranges as text)."""
+    return (f"{x:g}" if float(f"{x:g}") == x else repr(x)) if isinstance(x, float) else str(x)

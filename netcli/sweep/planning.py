@@ -1,6 +1,9 @@
 """A sweep's trials, every one validated before anything runs: from a config and its axes
 (plan), or from the sweep.yaml an earlier run of the sweep wrote (load). Nothing is written here.
-The seeds and the trial names follow the rules in the package's docstring (netcli.sweep)."""
+The seeds and the trial names follow the rules in the package's docstring (netcli.sweep).
+A search (netcli.sweep.search) has no list of trials up front: its axes' values are validated
+here, each alone and at the corners of the space, and each trial is made (make_trial) as the
+study gives its point."""
 
 from __future__ import annotations
 
@@ -18,9 +21,10 @@ from netcli.config import (PATH_KEYS, Config, absolute_paths, apply_override, lo
                            read_config_text, validate)
 from netcli.errors import ConfigError, NetcliError
 from netcli.files import plain, safe_name, timestamped_path
-from netcli.sweep.axes import Axes, axes_from_section, derived_seed, merge_axes, parse_range, random_values, \
+from netcli.sweep.axes import Axes, axes_from_doc, axes_from_section, derived_seed, merge_axes, random_values, \
     yaml_text
-from netcli.sweep.store import SWEEP_FILE, TRIALS_FILE, damaged, read_sweep_file
+from netcli.sweep.search import Search, choose, grid_size, make_search
+from netcli.sweep.store import SWEEP_FILE, TRIALS_FILE, damaged, read_sweep_file, write_sweep_file
 
 
 
@@ -48,6 +52,8 @@ class Sweep:
     trials: list[Trial]
     lines: dict = field(default_factory=dict)
     cwd: str = field(default_factory=os.getcwd)
+    search: Search | None = None   # a search asks its trials from a study; self.trials: those asked so far
+    created: str | None = None
 
     @property
     def trials_file(self) -> Path:
@@ -64,14 +70,19 @@ def load_sweep_config(path: str | Path) -> tuple[dict, dict, dict | None]:
 
 
 def plan(config_path: str | Path, grid=(), ranges=(), random: int | None = None, seeds: int | None = None,
-         sweep_dir: str | Path | None = None, base_dir: str | Path = "runs/sweeps", overrides=()) -> Sweep:
+         sweep_dir: str | Path | None = None, base_dir: str | Path = "runs/sweeps", overrides=(),
+         search: str | None = None, trials: int | None = None, prune: str | None = None) -> Sweep:
     """Every trial of a sweep, validated; nothing is written. Raises ConfigError naming the key.
-    overrides ('key=value', as --set) change the base config of every trial."""
+    overrides ('key=value', as --set) change the base config of every trial. search ('tpe',
+    'random', 'grid'), trials and prune make it a search (netcli.sweep.search): its trials are
+    asked for while it runs; the sweep: section's search, trials and prune keys do the same."""
     source = str(config_path)
     base, lines, section = load_sweep_config(config_path)
     overridden = {apply_override(base, item) for item in overrides}
-    validate(copy.deepcopy(base), source, lines, overridden)  # the base config's own mistakes
-    axes = merge_axes(axes_from_section(section, source, lines), grid, ranges, random, seeds)
+    config = validate(copy.deepcopy(base), source, lines, overridden)  # the base config's own mistakes
+    choice = choose(section, source, lines, search, trials, prune)
+    axes = merge_axes(axes_from_section(section, source, lines), grid, ranges, random, seeds,
+                      search=choice.sampler["type"] if choice else None)
     if sweep_dir is None:
         path = timestamped_path(base_dir, Path(source).stem)
     else:
@@ -80,31 +91,52 @@ def plan(config_path: str | Path, grid=(), ranges=(), random: int | None = None,
             raise NetcliError(f"--sweep-dir {path}: exists and is not an empty folder; "
                               f"to carry on with a sweep use --resume {path}")
     sweep = Sweep(path, source, base, axes, [], lines)
+    if choice is not None:
+        from netcli.sweep.search import canonical_choices, require_optuna
+        require_optuna()
+        sweep.search = make_search(choice, axes, config, _base_seed(sweep))
     _check_axes(sweep)
+    if sweep.search is not None:
+        canonical_choices(axes)
+        check_trials(sweep, _corners(sweep))
+        return sweep
     sweep.trials = _make_trials(sweep)
     check_trials(sweep)
     return sweep
 
 
-def load(sweep_dir: str | Path) -> Sweep:
-    """A sweep directory written by a previous run, ready to run what trials.jsonl lacks."""
+def load(sweep_dir: str | Path, trials: int | None = None) -> Sweep:
+    """A sweep directory written by a previous run, ready to run what trials.jsonl lacks (a
+    search: what its study lacks). trials: a search's new number of trials in all (sweep.yaml
+    is written again with it)."""
     path = Path(sweep_dir)
     doc = read_sweep_file(path)
     file = path / SWEEP_FILE
     try:
-        axes_doc = doc["axes"]
-        axes = Axes(grid={k: [yaml_text(v) for v in vs] for k, vs in axes_doc["grid"].items()},
-                    ranges={k: parse_range(f"{k}={v}")[1] for k, v in axes_doc["range"].items()},
-                    random=axes_doc["random"], seeds=axes_doc["seeds"])
-        sweep = Sweep(path, doc["config"], doc["base"], axes, [], {}, doc.get("cwd") or os.getcwd())
+        axes = axes_from_doc(doc["axes"])
+        sweep = Sweep(path, doc["config"], doc["base"], axes, [], {}, doc.get("cwd") or os.getcwd(),
+                      created=doc.get("created"))
+        if doc.get("search") is not None:
+            sweep.search = Search.from_dict(doc["search"])
         for entry in doc["trials"]:
             texts = {k: yaml_text(v) for k, v in entry["overrides"].items()}
             seed = None if "seed" in texts else entry["seed"]
             data, config = _apply(sweep, texts, seed, f"{file}: trial {entry['name']}")
             sweep.trials.append(Trial(entry["index"], entry["name"], entry["overrides"], entry["seed"],
                                       entry["replicate"], data, config))
-    except (KeyError, TypeError, AttributeError) as e:
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise damaged(file, e) from None
+    if trials is not None:
+        if sweep.search is None:
+            raise NetcliError(f"--trials: {path} is a grid or --random sweep, not a search; "
+                              f"--resume runs the trials it has")
+        if trials < 1:
+            raise NetcliError(f"--trials: must be >= 1, got {trials}")
+        if sweep.search.sampler["type"] == "grid" and trials > grid_size(axes):
+            raise NetcliError(f"--trials {trials}: the grid of this search has {grid_size(axes)} points")
+        if trials != sweep.search.trials:
+            sweep.search.trials = trials
+            write_sweep_file(sweep)
     return sweep
 
 
@@ -145,36 +177,67 @@ def _absolute_paths(data: dict, cwd: str) -> None:
     absolute_paths(data, cwd)
 
 
+def _base_seed(sweep: Sweep) -> int:
+    base_seed = validate(copy.deepcopy(sweep.base)).spec.seed
+    if base_seed < 0 and "seed" not in sweep.axes.keys():
+        raise ConfigError(f"{sweep.source}: seed: a sweep derives its seeds from a seed >= 0, got {base_seed}")
+    return base_seed
+
+
 def _make_trials(sweep: Sweep) -> list[Trial]:
     axes = sweep.axes
-    base_seed = validate(copy.deepcopy(sweep.base)).spec.seed
-    if base_seed < 0 and "seed" not in axes.keys():
-        raise ConfigError(f"{sweep.source}: seed: a sweep derives its seeds from a seed >= 0, got {base_seed}")
+    base_seed = _base_seed(sweep)
     points = [dict(zip(axes.grid, combo)) for combo in itertools.product(*axes.grid.values())]
     draws = [{k: yaml_text(v) for k, v in d.items()} for d in random_values(axes, max(base_seed, 0))] or [{}]
     combos = [(point, draw, r) for point in points for draw in draws for r in range(axes.seeds)]
     width = max(3, len(str(len(combos) - 1)))
-    shorts = short_keys(axes.keys())
-    trials = []
-    for index, (point, draw, r) in enumerate(combos):
-        texts = {**point, **draw}
-        seed = None if "seed" in texts else derived_seed(base_seed, r)
-        where = f"trial {index} ({', '.join(f'{k}={v}' for k, v in texts.items()) or 'base config'})"
-        data, config = _apply(sweep, texts, seed, where)
-        overrides = {k: _value_as_run(config, k, t) for k, t in texts.items()}
-        parts = [f"t{index:0{width}d}"] + [_name_part(shorts[k], v) for k, v in overrides.items()]
-        if axes.seeds > 1:
-            parts.append(f"s{r}")
-        name = safe_name("-".join(parts))[:120]
-        trials.append(Trial(index, name, overrides, config.spec.seed, r, data, config))
-    return trials
+    return [make_trial(sweep, index, {**point, **draw}, r, width, base_seed)
+            for index, (point, draw, r) in enumerate(combos)]
 
 
-def check_trials(sweep: Sweep) -> None:
+def make_trial(sweep: Sweep, index: int, texts: dict[str, str], replicate: int = 0, width: int | None = None,
+               base_seed: int | None = None) -> Trial:
+    """Trial `index` of the sweep: the base config with these override texts (and replicate's
+    derived seed), validated; raises ConfigError naming the trial and its values."""
+    if width is None:   # a search: as wide as its last trial's number needs
+        width = max(3, len(str(sweep.search.trials - 1)))
+    if base_seed is None:
+        base_seed = _base_seed(sweep)
+    seed = None if "seed" in texts else derived_seed(base_seed, replicate)
+    where = f"trial {index} ({', '.join(f'{k}={v}' for k, v in texts.items()) or 'base config'})"
+    data, config = _apply(sweep, texts, seed, where)
+    overrides = {k: _value_as_run(config, k, t) for k, t in texts.items()}
+    name = trial_name(sweep, index, overrides, replicate, width)
+    return Trial(index, name, overrides, config.spec.seed, replicate, data, config)
+
+
+def trial_name(sweep: Sweep, index: int, values: dict, replicate: int = 0, width: int | None = None) -> str:
+    """'t003-lr0.01-l2_0.001' (and '-s1' for replicate 1 of several)."""
+    if width is None:
+        width = max(3, len(str(sweep.search.trials - 1)))
+    shorts = short_keys(sweep.axes.keys())
+    parts = [f"t{index:0{width}d}"] + [_name_part(shorts[k], v) for k, v in values.items()]
+    if sweep.axes.seeds > 1:
+        parts.append(f"s{replicate}")
+    return safe_name("-".join(parts))[:120]
+
+
+def _corners(sweep: Sweep) -> list[Trial]:
+    """A search's two corners: every axis at its first value (a range at its low end), and every
+    axis at its last (high end); the trials they make, for check_trials."""
+    ends = []
+    for pick in (0, -1):
+        texts = {k: v[pick] for k, v in sweep.axes.grid.items()}
+        texts.update({k: yaml_text((r.low, r.high)[pick]) for k, r in sweep.axes.ranges.items()})
+        ends.append(make_trial(sweep, (0, sweep.search.trials - 1)[pick], texts))
+    return ends
+
+
+def check_trials(sweep: Sweep, trials: list[Trial] | None = None) -> None:
     """Build each distinct network of the (validated) trials once: layer shapes must fit."""
     from netcli.prepare import build_network
     built = set()
-    for trial in sweep.trials:
+    for trial in sweep.trials if trials is None else trials:
         where = f"trial {trial.name}"
         config = trial.config
         r = config.as_dict()

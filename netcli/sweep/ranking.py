@@ -43,11 +43,21 @@ def best_trial(records: list[dict]) -> dict | None:
     return max(same, key=lambda rs: rs[1][1] if rs[1][2] else -rs[1][1])[0]
 
 
+def so_far(record: dict) -> tuple[str, float, bool] | None:
+    """A pruned trial's best validation metric over the epochs it trained (shown, never ranked:
+    the pruner stopped it because the others were doing better by then)."""
+    best = record.get("best")
+    if record.get("status") != "pruned" or not best:
+        return None
+    return best["metric"], best["value"], higher_is_better(best["metric"])
+
+
 def table_rows(result: SweepResult) -> list[dict]:
-    """The summary table as plain rows (what --json prints)."""
+    """The summary table as plain rows (what --json prints); a pruned trial's score is its best so
+    far, and its epochs the ones it trained."""
     rows = []
     for r in result.records:
-        s = score(r)
+        s = score(r) or so_far(r)
         rows.append({"trial": r["name"], "run_dir": str(result.path / r["name"]),
                      "overrides": r.get("overrides", {}), "seed": r.get("seed"), "status": r["status"],
                      "epochs": r.get("epochs"), "score": {"metric": s[0], "value": s[1]} if s else None,

@@ -1,6 +1,8 @@
-"""The sweep directory's own files: sweep.yaml (written once, when the sweep starts), trials.jsonl
-(one record appended as each trial ends) and the stop file Ctrl-C leaves for the workers. The
-trials' run directories beside them are ordinary runs (netcli.runs)."""
+"""The sweep directory's own files: sweep.yaml (written when the sweep starts; a search's again
+when --resume --trials asks for more), trials.jsonl (one record appended as each trial ends),
+the stop file Ctrl-C leaves for the workers, and a search's Optuna study (study.journal, which
+netcli.sweep.search opens). The trials' run directories beside them are ordinary runs
+(netcli.runs)."""
 
 from __future__ import annotations
 
@@ -21,13 +23,19 @@ if TYPE_CHECKING:
 SWEEP_FILE = "sweep.yaml"
 TRIALS_FILE = "trials.jsonl"
 STOP_FILE = ".stop"
-ENDED = ("finished", "failed", "diverged")  # statuses --resume does not run again
+STUDY_FILE = "study.journal"
+ENDED = ("finished", "pruned", "failed", "diverged")  # statuses --resume does not run again
 
 
 def write_sweep_file(sweep: Sweep) -> None:
+    """sweep.yaml: the base config, the axes, the trials (a search's are in its study instead)."""
     doc = {"netcli_version": __version__, "config": sweep.source, "cwd": sweep.cwd,
-           "created": time.strftime("%Y-%m-%d %H:%M:%S"), "axes": sweep.axes.as_dict(sweep.trials),
-           "trials": [t.entry() for t in sweep.trials], "base": sweep.base}
+           "created": sweep.created or time.strftime("%Y-%m-%d %H:%M:%S"),
+           "axes": sweep.axes.as_dict(sweep.trials)}
+    if sweep.search is not None:
+        doc["search"] = sweep.search.as_dict()
+    doc.update({"trials": [] if sweep.search is not None else [t.entry() for t in sweep.trials],
+                "base": sweep.base})
     with atomic_write(sweep.path / SWEEP_FILE) as f:
         yaml.safe_dump(doc, f, sort_keys=False, default_flow_style=None, width=100)
 

@@ -15,18 +15,27 @@ from netcli.errors import Interrupted, NetcliError
 from netcli.files import load_npz, read_json, read_jsonl
 from netcli.log import Reporter
 from netcli.metrics import best_validation
+from netcli.sweep.search import PRUNED, was_pruned
 
 
 class _TrialReporter(Reporter):
     """Quiet. Stops the trial, as Ctrl-C would, when the sweep's stop file appears: checked at the
     first minibatch of each epoch, so the epoch just ended is in the checkpoint (full-batch
     optimizers, which report no minibatches, are checked at the end of each iteration). Calls the
-    test hook, if any, at the end of each epoch."""
+    test hook, if any, at the end of each epoch. In a search with a pruner, reports each epoch to
+    the study and, when the pruner says so, returns why the trial stops after this epoch (the
+    trainer ends the run there, as early stopping does)."""
 
     def __init__(self, task: dict):
         super().__init__(quiet=True)
         self.task = task
         self.batches = 0
+        self.epochs = None
+        study = task.get("study")
+        self.pruning = None
+        if study:
+            from netcli.sweep.search import TrialPruning
+            self.pruning = TrialPruning(study["sweep_dir"], study["trial_id"], study["number"])
 
     def _check_stop(self) -> None:
         if os.path.exists(self.task["stop_file"]):
@@ -37,12 +46,15 @@ class _TrialReporter(Reporter):
             self._check_stop()
         self.batches += 1
 
-    def epoch(self, record: dict) -> None:
+    def epoch(self, record: dict) -> str | None:
         if self.batches == 0:
             self._check_stop()
         self.batches = 0
         if self.task.get("hook") is not None:
             self.task["hook"](self.task, record)
+        if self.pruning is not None:
+            return self.pruning.check(record, self.epochs)
+        return None
 
 
 def run_trial(task: dict) -> dict:
@@ -57,9 +69,9 @@ def run_trial(task: dict) -> dict:
     if os.path.exists(task["stop_file"]):
         return {**record, "status": "not started"}
     run_dir = Path(task["run_dir"])
-    reporter = _TrialReporter(task)
     status, message, resumed_from = None, "", None
     try:
+        reporter = _TrialReporter(task)
         with threadpool_limits(limits=1):
             previous = read_json(run_dir / "summary.json")
             if previous and previous.get("status") in ("finished", "diverged"):
@@ -80,6 +92,8 @@ def run_trial(task: dict) -> dict:
     summary = read_json(run_dir / "summary.json") or {}
     if status == "failed" and summary.get("status") == "diverged":
         status = "diverged"
+    if status == "finished" and was_pruned(summary):
+        status = PRUNED
     metrics = read_jsonl(run_dir / "metrics.jsonl")
     record.update({"status": status, "message": message or summary.get("message", ""),
                    "epochs": summary.get("epochs", len(metrics)),
@@ -100,8 +114,9 @@ def _worker_address() -> str:
         return "local"
 
 
-def check_worker(paths: list[str], sweep_dir: str) -> dict:
-    """On each worker: which of the paths it cannot see, and whether it can write the sweep dir."""
+def check_worker(paths: list[str], sweep_dir: str, optuna: bool = False) -> dict:
+    """On each worker: which of the paths it cannot see, and whether it can write the sweep dir
+    (optuna: and which Optuna it has, None for none)."""
     missing = [p for p in paths if not os.path.exists(p)]
     writable = False
     if os.path.isdir(sweep_dir):
@@ -113,5 +128,12 @@ def check_worker(paths: list[str], sweep_dir: str) -> dict:
             writable = True
         except OSError:
             pass
-    return {"missing": missing, "sweep_dir": os.path.isdir(sweep_dir), "writable": writable,
-            "netcli": __version__}
+    answer = {"missing": missing, "sweep_dir": os.path.isdir(sweep_dir), "writable": writable,
+              "netcli": __version__}
+    if optuna:
+        try:
+            import optuna as found
+            answer["optuna"] = found.__version__
+        except ImportError:
+            answer["optuna"] = None
+    return answer
