@@ -3,14 +3,20 @@
 Notebook use:
     result = netcli.train("configs/digits_mlp.yaml")     # TrainResult(run_dir, summary)
     netcli.load_run(result.run_dir).predict(X)
+    netcli.train({"data": {...}, "model": {...}})        # a dict config, checked as a YAML file is
+
+scikit-learn estimators on the same configs: netcli.sklearn.NetClassifier, NetRegressor
+(pip install 'netcli[sklearn]').
 """
 
 __version__ = "0.1.0"
 
 
 def train(config, **kwargs):
-    """Train a config (a YAML path or a Config) into a new run directory -> TrainResult(run_dir,
-    summary). Keyword arguments as netcli.training.train (run_dir, runs_base, overrides, ...)."""
+    """Train a config (a YAML path, a dict of the YAML's keys, or a Config) into a new run
+    directory -> TrainResult(run_dir, summary). A dict is validated as a file is; its mistakes
+    name `<dict>` and the key path. Keyword arguments as netcli.training.train (run_dir,
+    runs_base, overrides, ...)."""
     from netcli.training import train as _train
     return _train(config, **kwargs)
 

@@ -12,11 +12,13 @@ import os
 import re
 import reprlib
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
+import numpy as np
 import yaml
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model,
                       model_serializer, model_validator)
@@ -215,7 +217,8 @@ class Config:
 
     @property
     def name(self) -> str:
-        return Path(self.source).stem if self.source not in ("<config>", "-") else "config"
+        # "<config>", "<dict>" and other <...> sources (and "-", stdin) name no file
+        return "config" if self.source == "-" or self.source.startswith("<") else Path(self.source).stem
 
     def as_dict(self) -> dict:
         """The plain mapping the run directory keeps as config.yaml."""
@@ -247,9 +250,39 @@ class Config:
         return ConfigError(_locate(self.source, self.lines, self.overridden, parse_path(key), message))
 
 
-def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Config:
-    """Read, override and validate a YAML config file."""
+def load_config(path: str | Path | Mapping, overrides: tuple[str, ...] | list[str] = ()) -> Config:
+    """Read, override and validate a YAML config file, or a mapping of the same keys (a dict)."""
+    if isinstance(path, Mapping):
+        return config_from_mapping(path, overrides=overrides)
     return parse_config(read_config_text(path), str(path), overrides)
+
+
+def config_from_mapping(mapping: Mapping, source: str = "<dict>", overrides=()) -> Config:
+    """A config given as a Python mapping of the YAML file's keys, validated exactly as a file is:
+    messages name `source` and the key path (`<dict>: model.layers[0].units: must be > 0, got -3`).
+    Python values are first taken as the YAML values they stand for (tuples as lists, NumPy
+    scalars as numbers, paths as strings); data paths are relative to the working directory.
+    The mapping itself is not changed."""
+    data = yaml_values(mapping)
+    overridden = set()
+    for item in overrides:
+        overridden.add(apply_override(data, item))
+    absolute_paths(data, Path.cwd())
+    return validate(data, source, {}, overridden)
+
+
+def yaml_values(value):
+    """A copy of a Python value as plain YAML values: mappings as dicts, tuples and lists as lists,
+    NumPy scalars and arrays as numbers and lists, os.PathLike as str; other values as they are."""
+    if isinstance(value, Mapping):
+        return {k: yaml_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [yaml_values(v) for v in value]
+    if isinstance(value, (np.generic, np.ndarray)):
+        return yaml_values(value.tolist()) if isinstance(value, np.ndarray) else value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
 
 
 def read_config_text(path: str | Path) -> str:

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from netcli.config import Config
-from netcli.data import (Columns, Preprocessing, Split, check_table_finite, class_labels, make_split, read_table,
-                         split_indices)
+from netcli.data import (Columns, Preprocessing, Split, Table, check_table_finite, class_labels, make_split,
+                         read_table, split_indices)
 from netcli.encoding import count_gaps, encode, fit_categories, fit_fill
 from netcli.errors import DataError, NetcliError
 from netcli.nn import LOSSES, Network
@@ -95,17 +95,22 @@ def build_network(config: Config, dtype=None, rng: np.random.Generator | None = 
     return net
 
 
-def prepare(config: Config, rngs: dict | None = None) -> Prepared:
-    """Build the network and read, split and preprocess the training data."""
+def prepare(config: Config, rngs: dict | None = None, *, train_table: Table | None = None) -> Prepared:
+    """Build the network and read, split and preprocess the training data.
+
+    train_table: the training rows already in memory, used instead of reading data.train: a
+    Table as read_table or read_frame returns it (raw features, text category columns in
+    `categorical`, read with this config's data.categorical and data.impute), target included."""
     rngs = rngs or rng_streams(config.spec.seed)
     net = None if config.auto_sizes else build_network(config, rng=rngs["init"])  # its mistakes first
     d = config.spec.data
-    if not d.train:
+    if not d.train and train_table is None:
         raise config.error("data.train", "is required to train: a CSV, NPZ or NPY file, or - for stdin")
     task = config.task
-    table = read_table(d.train, d.target, d.features, need_target=not task.reconstructs, drop=d.drop,
-                       header=d.header, delimiter=d.delimiter, categories=dict.fromkeys(d.categorical),
-                       auto_categories=True, missing=d.impute != "error")
+    table = train_table if train_table is not None else \
+        read_table(d.train, d.target, d.features, need_target=not task.reconstructs, drop=d.drop,
+                   header=d.header, delimiter=d.delimiter, categories=dict.fromkeys(d.categorical),
+                   auto_categories=True, missing=d.impute != "error")
     if table.target is None and not task.reconstructs:
         raise config.error("data.target", f"{table.source} has no target")
     labels = table.target if task.labelled else None

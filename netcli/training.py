@@ -327,13 +327,15 @@ class TrainResult:
     summary: dict
 
 
-def train(config: Config | str | Path, run_dir=None, runs_base="runs", overrides=(),
-          quiet: bool = True, overwrite: bool = False, reporter: Reporter | None = None) -> TrainResult:
-    """Train a config (a Config or a YAML path) into a new run directory."""
+def train(config: Config | str | Path | dict, run_dir=None, runs_base="runs", overrides=(),
+          quiet: bool = True, overwrite: bool = False, reporter: Reporter | None = None, *,
+          train_table=None) -> TrainResult:
+    """Train a config (a Config, a YAML path, or a dict of the YAML's keys) into a new run
+    directory. train_table: training rows already in memory instead of data.train (prepare)."""
     if not isinstance(config, Config):
         config = load_config(config, overrides)
     rngs = rng_streams(config.spec.seed)
-    prepared = prepare(config, rngs)
+    prepared = prepare(config, rngs, train_table=train_table)
     run = RunDir.create(config.name, runs_base, run_dir, overwrite)
     reporter = reporter or Reporter(quiet=quiet)
     try:
