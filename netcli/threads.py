@@ -4,7 +4,7 @@
 `auto` for training times one training step (loss_and_grad on a first batch, the parameters
 and random streams left as they were) at 1 thread and at each power of two up to the cores this
 process may use, interleaved, and takes more threads only when they are at least
-MIN_SPEEDUP faster: a step so short that threads cannot pay (under TINY_STEP seconds on one
+MIN_SPEEDUP faster, by the median and in most rounds: a step so short that threads cannot pay (under TINY_STEP seconds on one
 thread) is not probed at all. On a machine that other work shares, one thread usually wins:
 OpenBLAS's threads wait for each other at every GEMM, and a thread that lost its core stalls
 them all (measured: 9-20x slower steps for small nets).
@@ -27,7 +27,8 @@ from netcli.errors import NetcliError
 AUTO = "auto"
 MIN_SPEEDUP = 1.15     # more threads must make a step at least this much faster
 TINY_STEP = 0.5e-3     # seconds: a step shorter than this on one thread stays on one thread
-PROBE_SECONDS = 0.4    # the most a probe spends timing steps (each count gets 3 or more)
+PROBE_SECONDS = 0.5    # about the most a probe spends timing steps (each count gets 3 rounds or more)
+BLOCK_SECONDS = 5e-3   # a round times consecutive steps for about this long (at most 8 steps)
 INFERENCE_WORK = 5e7   # rows x parameters above which eval / predict use every core
 
 
@@ -75,6 +76,33 @@ def blas_threads(count: int | None):
         yield
 
 
+_controllers = None
+
+
+@contextmanager
+def blas_count(count: int):
+    """BLAS on `count` threads inside the block, as it was after it: cheap enough around every
+    step (~3 us each way), as the library controllers are looked up once, on the first call
+    (the libraries loaded by then: NumPy's and, once scipy.optimize is imported, SciPy's)."""
+    global _controllers
+    if _controllers is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _controllers = ThreadpoolController().select(user_api="blas").lib_controllers
+        except Exception:   # BLAS cannot be inspected: leave its threads alone
+            _controllers = []
+    saved = [(lib, lib.get_num_threads()) for lib in _controllers]
+    for lib, n in saved:
+        if n != count:
+            lib.set_num_threads(count)
+    try:
+        yield
+    finally:
+        for lib, n in saved:
+            if n != count:
+                lib.set_num_threads(n)
+
+
 def fixed(count: int, reason: str = "asked for") -> ThreadChoice:
     return ThreadChoice(count, count, reason)
 
@@ -105,11 +133,13 @@ def for_training(setting, step: Callable[[], object], cores: int | None = None,
     if counts[-1] != cores:
         counts.append(cores)
 
-    def timed(n: int) -> float:
+    def timed(n: int, steps: int = 1) -> float:
+        """Seconds per step over `steps` consecutive steps on n threads."""
         with blas_threads(n):
             start = clock()
-            step()
-            return clock() - start
+            for _ in range(steps):
+                step()
+            return (clock() - start) / steps
 
     timed(1)                               # warm: caches, BLAS buffers, the first-call costs
     single = timed(1)
@@ -117,12 +147,18 @@ def for_training(setting, step: Callable[[], object], cores: int | None = None,
         return ThreadChoice(1, AUTO, f"a step takes {single * 1e3:.2f} ms on one thread; too short for threads")
     for n in counts[1:]:
         timed(n)
+    # blocks of consecutive steps (threads that stay awake, as in training), counts interleaved
+    # in every round so that a change of load hits them all; a count wins a round when it is
+    # MIN_SPEEDUP faster than one thread there, and is taken only if it wins most rounds too
+    steps = max(1, min(8, round(BLOCK_SECONDS / single)))
+    rounds = max(3, min(9, int(PROBE_SECONDS / (single * steps * len(counts)))))
     times = {n: [] for n in counts}
-    rounds = max(3, min(9, int(PROBE_SECONDS / (single * len(counts)))))
     for _ in range(rounds):
         for n in counts:
-            times[n].append(timed(n))
+            times[n].append(timed(n, steps))
     median = {n: statistics.median(t) for n, t in times.items()}
-    best = min(counts, key=lambda n: (median[n] * (1.0 if n == 1 else MIN_SPEEDUP), n))
+    wins = {n: sum(t * MIN_SPEEDUP < one for t, one in zip(times[n], times[1])) for n in counts}
+    faster = [n for n in counts[1:] if median[n] * MIN_SPEEDUP < median[1] and 3 * wins[n] >= 2 * rounds]
+    best = min(faster, key=lambda n: (median[n], n)) if faster else 1
     shown = ", ".join(f"{n} thread{'s' if n > 1 else ''} {median[n] * 1e3:.2f} ms" for n in counts)
     return ThreadChoice(best, AUTO, f"probe, median step: {shown}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from netcli.runs.checkpoint import CHECKPOINT, Checkpoint, Progress, load_checkp
 from netcli.runs.receipt import write_receipt
 from netcli.runs.weights import WEIGHTS, save_weights
 from netcli.signals import signals_ignored
-from netcli.threads import AUTO, ThreadChoice, blas_threads, for_training
+from netcli.threads import AUTO, ThreadChoice, blas_count, blas_threads, for_training
 
 
 class Trainer:
@@ -198,8 +199,11 @@ class Trainer:
         last = {"x": None, "terms": None}
         clock = {"t": time.perf_counter()}
 
+        threads = self.threads.count if self.threads is not None else None
+
         def fun(theta):
-            loss, grad = net.loss_and_grad(theta, X, y)
+            with blas_count(threads) if threads else nullcontext():
+                loss, grad = net.loss_and_grad(theta, X, y)
             self.progress.step += 1
             if not math.isfinite(self.watch.record(loss, grad)):
                 raise Diverged(self._diagnose(self.progress.epoch, None))
@@ -398,7 +402,10 @@ def _fit(trainer: Trainer, reporter: Reporter, previous_threads: dict | None = N
     try:
         trainer.threads = trainer.choose_threads(previous_threads)
         reporter.info(f"threads: {trainer.threads.count} ({trainer.threads.setting}: {trainer.threads.reason})")
-        with blas_threads(trainer.threads.count):
+        # scipy's minimizers run their own BLAS calls, small ones that threads only slow down
+        # (measured: L-BFGS-B 4-18x slower per iteration on two threads); the threads go to the
+        # network's loss_and_grad alone (Trainer._fit_full_batch)
+        with blas_threads(1 if trainer.optimizer.full_batch else trainer.threads.count):
             return trainer.fit()
     except KeyboardInterrupt:
         path = trainer.run.path

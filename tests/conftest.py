@@ -1,4 +1,5 @@
-"""Shared fixtures: a test-only activation with a wrong derivative, registered for one test."""
+"""Shared fixtures: a test-only activation with a wrong derivative, registered for one test; a
+Dask cluster for the sweep tests."""
 
 import numpy as np
 import pytest
@@ -28,3 +29,18 @@ def broken_activation():
         yield BROKEN
     finally:
         ACTIVATIONS.unregister(BROKEN)
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A LocalCluster set up as `netcli sweep` sets up its own: 2 single-threaded processes."""
+    import logging
+    from distributed import Client, LocalCluster
+
+    from netcli.sweep import ONE_THREAD_ENV
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=logging.ERROR, env=ONE_THREAD_ENV, preload=["netcli.sweep"])
+    client = Client(cluster)
+    yield client
+    client.close()
+    cluster.close()

@@ -30,19 +30,6 @@ from helpers import (ROOT, assert_user_error, digits_config, invoke, load_weight
                      without_seconds, write_config)
 
 
-@pytest.fixture(scope="module")
-def client():
-    """A LocalCluster set up as `netcli sweep` sets up its own: 2 single-threaded processes."""
-    import logging
-    from distributed import Client, LocalCluster
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR, env=sweeps.ONE_THREAD_ENV, preload=["netcli.sweep"])
-    client = Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
-
-
 def small_digits(**sections) -> dict:
     """64-16-10 on the digits, 3 epochs, 10% validation: a trial takes a fraction of a second."""
     return digits_config(**{"training": {"epochs": 3}, **sections})

@@ -28,18 +28,6 @@ from helpers import assert_user_error, digits_config, invoke, read_metrics, writ
 optuna = pytest.importorskip("optuna")
 
 
-@pytest.fixture(scope="module")
-def client():
-    import logging
-    from distributed import Client, LocalCluster
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR, env=sweeps.ONE_THREAD_ENV, preload=["netcli.sweep"])
-    client = Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
-
-
 def small_digits(epochs: int = 3, **sections) -> dict:
     """64-16-10 on the digits, 10% validation: a trial takes a fraction of a second."""
     return digits_config(**{"training": {"epochs": epochs}, **sections})

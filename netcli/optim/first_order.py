@@ -25,7 +25,6 @@ Each keeps its state in flat arrays shaped like theta, saved in checkpoints.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
@@ -33,32 +32,14 @@ from scipy.linalg import blas
 
 from netcli.constraints import OpenUnitFloat, PositiveFloat, UnitFloat
 from netcli.optim import OPTIMIZERS
+from netcli.threads import blas_count
 
 PIECE = 65536  # elements per piece: three vectors' pieces (768 KiB of float32) stay in L2
 
-_blas_libraries = None
 
-
-@contextmanager
 def one_blas_thread():
     """BLAS on one thread inside the block, as it was after it (~3 us both ways)."""
-    global _blas_libraries
-    if _blas_libraries is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-            _blas_libraries = ThreadpoolController().select(user_api="blas").lib_controllers
-        except Exception:   # BLAS cannot be inspected: leave its threads alone
-            _blas_libraries = []
-    saved = [(lib, lib.get_num_threads()) for lib in _blas_libraries]
-    for lib, n in saved:
-        if n != 1:
-            lib.set_num_threads(1)
-    try:
-        yield
-    finally:
-        for lib, n in saved:
-            if n != 1:
-                lib.set_num_threads(n)
+    return blas_count(1)
 
 
 def squared_norms(grad: np.ndarray, parts: list[tuple[int, int]] | None) -> np.ndarray | None:

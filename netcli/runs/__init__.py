@@ -3,6 +3,7 @@
     directory.py    the layout, atomic writes of a run's files, finding a run (runs/latest)
     weights.py      weights.npz: parameters plus what predict needs
     checkpoint.py   checkpoint.npz: what --resume needs
+    receipt.py      receipt.json: what the run was made from, and theta's hash (train --check)
     listing.py      `netcli runs`: a row per run
 """
 

@@ -5,7 +5,8 @@
       metrics.jsonl   one JSON object per epoch, appended and flushed
       weights.npz     layers.<i>.<param>, plus meta.* (preprocessing, classes, version)
       checkpoint.npz  parameters, optimizer state, RNG state, epoch: for --resume
-      summary.json    final metrics, wall time, status
+      summary.json    final metrics, wall time, status, the BLAS threads used
+      receipt.json    data files' SHA-256, versions, BLAS, seed, theta's SHA-256 (runs/receipt.py)
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class RunDir:
         run = cls(path)
         run.lock()
         if overwrite:
-            for name in (METRICS, "checkpoint.npz", "weights.npz", "summary.json"):
+            for name in (METRICS, "checkpoint.npz", "weights.npz", "summary.json", "receipt.json"):
                 (path / name).unlink(missing_ok=True)
         if run_dir is None:
             run.point_latest()
