@@ -1,7 +1,7 @@
 """netcli beside scikit-learn's MLPClassifier, the NumPy peer, on the same networks; and how
 netcli's epoch time grows with rows and with width.
 
-    python -m benchmarks.sklearn_side [--threads 1,2] [--rounds 3] [--quick] [--no-scaling]
+    python -m benchmarks.sklearn_side [--threads 1,2] [--rounds 3] [--quick] [--no-scaling | --no-peer]
 
 W1 and W2 (benchmarks.workloads): the same layers, activations (relu / logistic), softmax
 cross-entropy, SGD with momentum 0.9 (no Nesterov), learning rate, batch size, L2 weight and
@@ -124,6 +124,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="the workloads' small data sizes")
     ap.add_argument("--no-scaling", action="store_true")
+    ap.add_argument("--no-peer", action="store_true", help="only the scaling table")
     args = ap.parse_args(argv)
     import os
 
@@ -132,7 +133,8 @@ def main(argv=None) -> int:
     out = [f"netcli vs scikit-learn {sklearn.__version__} MLPClassifier; medians of {args.rounds} rounds; "
            f"load at start {os.getloadavg()[0]:.2f}", ""]
     with tempfile.TemporaryDirectory() as tmp:
-        out += peer(args.workloads.split(","), threads, args.rounds, args.quick, Path(tmp))
+        if not args.no_peer:
+            out += peer(args.workloads.split(","), threads, args.rounds, args.quick, Path(tmp))
         if not args.no_scaling:
             out += ["", "How netcli's epoch time grows (1 thread):", ""] + scaling(args.rounds, args.quick, Path(tmp))
     out.append(f"\nload at end {os.getloadavg()[0]:.2f}")

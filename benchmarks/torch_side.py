@@ -8,6 +8,8 @@ same way, the same optimizer. Written the way a PyTorch user would write it: mod
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 from torch import nn
@@ -116,9 +118,11 @@ class TorchRun:
 
     # -- full batch: the same scipy L-BFGS-B driver netcli uses ---------------
 
-    def minimize(self, slots, theta0: np.ndarray, options: dict, tol: float) -> tuple[int, int]:
+    def minimize(self, slots, theta0: np.ndarray, options: dict, tol: float,
+                 around_gradient=contextlib.nullcontext) -> tuple[int, int]:
         """L-BFGS-B from theta0 (netcli's flat layout: slots give offset and shape per tensor);
-        -> (function evaluations, iterations)."""
+        -> (function evaluations, iterations). around_gradient(): a context each gradient is
+        computed in (the benchmark's thread count, with scipy itself on one BLAS thread)."""
         from scipy.optimize import minimize
         tensors = [(s.offset, s.size, self.names[s.name]) for s in slots]
         n = theta0.size
@@ -126,6 +130,10 @@ class TorchRun:
         flat_grad = torch.empty(n, dtype=torch.float32)
 
         def fun(x):
+            with around_gradient():
+                return gradient(x)
+
+        def gradient(x):
             x32 = torch.from_numpy(x.astype(np.float32))
             with torch.no_grad():
                 for off, size, p in tensors:

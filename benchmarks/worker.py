@@ -64,6 +64,7 @@ def time_workload(w, data: Path, threads: int, repeats: int, tmp: Path, with_tor
     import numpy as np
     from netcli.runs import RunDir
     from netcli.prepare import prepare, rng_streams
+    from netcli.threads import blas_count, fixed
     from netcli.training import Trainer
 
     limiter = limit_threads(threads, with_torch)  # noqa: F841  (held for the process's life)
@@ -92,8 +93,10 @@ def time_workload(w, data: Path, threads: int, repeats: int, tmp: Path, with_tor
             net.theta[...] = theta0
             run = RunDir.create(w.name, tmp, tmp / "run", overwrite=True)
             trainer = Trainer(prepared, run, HookReporter(lambda r: None), rngs)
+            trainer.threads = fixed(threads)   # as training does: the threads for loss_and_grad,
             t0, c0 = time.perf_counter(), time.process_time()
-            trainer.fit()
+            with blas_count(1):                # scipy's L-BFGS-B on one (training._fit)
+                trainer.fit()
             run.unlock()          # the next repetition takes the same run directory
             nc_wall.append(time.perf_counter() - t0)
             nc_cpu.append(time.process_time() - c0)
@@ -104,7 +107,9 @@ def time_workload(w, data: Path, threads: int, repeats: int, tmp: Path, with_tor
                 load_params(torch_run.names, {s.name: theta0[s.offset:s.offset + s.size].reshape(s.spec.shape)
                                               for s in net.slots})
                 t0, c0 = time.perf_counter(), time.process_time()
-                nfev, _ = torch_run.minimize(net.slots, theta0, options, 1e-9)
+                with blas_count(1):            # scipy on one BLAS thread here too
+                    nfev, _ = torch_run.minimize(net.slots, theta0, options, 1e-9,
+                                                 around_gradient=lambda: blas_count(threads))
                 tt.append(time.perf_counter() - t0)
                 tt_cpu.append(time.process_time() - c0)
                 tt_evals.append(nfev)

@@ -56,11 +56,6 @@ def numeric_names(table: Table) -> list[str] | None:
     return [n for n in table.columns if n not in table.categorical]
 
 
-def encoded_width(table: Table, categories: dict[str, list[str]] | None) -> int:
-    categories = categories or {}
-    return table.X.shape[1] + sum(len(categories[n]) for n in table.categorical)
-
-
 def encode(table: Table, fill: np.ndarray | None, categories: dict[str, list[str]] | None) -> Table:
     """The table with X the network's numbers, (m, D_encoded) float64: gaps filled, categories
     one-hot, in column order. A table that needs neither is returned as it is (a memory-mapped
@@ -87,12 +82,6 @@ def encode(table: Table, fill: np.ndarray | None, categories: dict[str, list[str
             j += 1
     out = np.concatenate(blocks, axis=1) if blocks else np.empty((len(X), 0))
     return replace(table, X=out, categorical={})
-
-
-def encoded_names(columns: list[str], categories: dict[str, list[str]]) -> list[str]:
-    """The network's input names: a category column becomes name=label, one per label."""
-    return [item for n in columns
-            for item in ([f"{n}={label}" for label in categories[n]] if n in categories else [n])]
 
 
 def _has_gaps(X: np.ndarray, chunk: int = 65536) -> bool:

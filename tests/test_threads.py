@@ -151,3 +151,25 @@ def test_threads_on_the_command_line(tmp_path):
     # --resume takes --threads without counting it as a request to train longer
     again = invoke("train", "--resume", run, "--threads", "2")
     assert again.exit_code == 0 and "nothing to do" in again.stderr, again.stderr
+
+
+def test_a_full_batch_run_gives_its_threads_to_loss_and_grad_alone(tmp_path, monkeypatch):
+    from netcli.log import Reporter
+    from netcli.nn.network import Network
+    from netcli.training import train
+    seen = {"gradient": set(), "scipy": set()}
+    real = Network.loss_and_grad
+
+    def counted(self, *args, **kwargs):
+        seen["gradient"].add(blas_now())
+        return real(self, *args, **kwargs)
+
+    class Look(Reporter):
+        def epoch(self, record):            # called from scipy's callback, between its iterations
+            seen["scipy"].add(blas_now())
+
+    monkeypatch.setattr(Network, "loss_and_grad", counted)
+    cfg = digits_config(training={"threads": 2})
+    cfg["optimizer"] = {"type": "lbfgs", "max_iter": 3}
+    train(write_config(tmp_path, cfg, "x"), run_dir=tmp_path / "run", reporter=Look(quiet=True))
+    assert seen == {"gradient": {2}, "scipy": {1}}
