@@ -55,7 +55,7 @@ class Run:
         if hasattr(X, "columns") and hasattr(X, "iloc"):     # a pandas DataFrame
             named = self.columns.features if self.columns is not None else None
             return read_frame(X, "input", need_target=False, columns=named, categories=self.prep.categories,
-                              missing=self.prep.fill is not None, source="input")
+                              missing=self.prep.impute != "error", source="input")
         if self.prep.categories:
             raise NetcliError(f"this run one-hot encodes {', '.join(self.prep.categories)}: pass a pandas "
                               f"DataFrame with the feature columns by name, not an array")

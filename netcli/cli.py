@@ -120,15 +120,15 @@ def train(config, overrides, run_dir, runs_base, resume_run, overwrite, check_ru
 
     interrupt_on_signals()
     reporter = Reporter(quiet=quiet)
-    if threads is not None:
-        overrides = (*overrides, f"training.threads={threads}")
     if check_run:
-        if config or resume_run or overrides or run_dir or overwrite or runs_base != "runs":
-            raise click.UsageError("--check RUN retrains RUN's own config; give no CONFIG, --resume, --set, "
-                                   "--run-dir, --runs or --overwrite")
+        if config or resume_run or overrides or run_dir or overwrite or runs_base != "runs" or threads:
+            raise click.UsageError("--check RUN retrains RUN's own config on the threads it used; give no "
+                                   "CONFIG, --resume, --set, --threads, --run-dir, --runs or --overwrite")
         with hashing_stdin():
             _check(check_run, quiet, as_json)
         return
+    if threads is not None:
+        overrides = (*overrides, f"training.threads={threads}")
     if resume_run:
         if config:
             raise click.UsageError("give either CONFIG or --resume RUN, not both")

@@ -68,7 +68,8 @@ class Preprocessing:
                                 f"needs {int(np.prod(self.input_shape))}")
             X = X.reshape(m, *self.input_shape)
         with np.errstate(over="ignore"):   # an overflow is reported by check_fits
-            out = X.astype(dtype, copy=self.offset is not None)  # normalizing writes into it
+            # C order whatever the caller's (a Fortran-ordered array would change GEMM's last bits)
+            out = X.astype(dtype, order="C", copy=self.offset is not None)  # normalizing writes into it
         check_fits(X, out, source, rows=rows)
         if self.offset is not None:
             flat = out.reshape(m, -1)

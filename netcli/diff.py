@@ -221,9 +221,11 @@ def check_run(run_path: str | Path, reporter=None) -> dict:
                           f"--check retrains to the end, so finish it first (netcli train --resume {run_path})")
     recorded = receipt["theta"].get("sha256")
     weights = theta_sha256(load_run(path).net.theta)
+    used = (RunDir(path).read_summary().get("threads") or {}).get("used")
     threads = [p.get("num_threads") for p in receipt.get("blas", {}).get("threadpools", [])
                if p.get("user_api") == "blas" and isinstance(p.get("num_threads"), int)]
-    count = min(threads) if threads else None
+    # the count training chose (summary.json; a full-batch run's receipt sees scipy's one thread)
+    count = used if isinstance(used, int) and used >= 1 else min(threads) if threads else None
     config = load_config(path / "config.yaml")
     if count and config.as_dict()["training"].get("threads") == "auto":   # the count auto chose then
         config = load_config(path / "config.yaml", [f"training.threads={count}"])

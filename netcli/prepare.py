@@ -155,7 +155,7 @@ def prepare(config: Config, rngs: dict | None = None, *, train_table: Table | No
     if d.val:
         val_table = encode(read_table(d.val, d.target, d.features, need_target=not task.reconstructs,
                                       drop=d.drop, header=d.header, delimiter=d.delimiter, columns=table.columns,
-                                      categories=categories, missing=fill is not None), fill, categories)
+                                      categories=categories, missing=d.impute != "error"), fill, categories)
         if not isinstance(val_table.X, np.memmap):
             check_table_finite(val_table)
     fit_rows = table.X if train_rows is None else table.X[train_rows]
@@ -217,7 +217,8 @@ def load_eval_split(config: Config, prep: Preprocessing, task: Task, path: str, 
     table = read_table(path, target, d.features, need_target=need_target and not task.reconstructs,
                        stdin=stdin, n_features=n_features, drop=d.drop, header=d.header,
                        delimiter=d.delimiter, columns=columns.features if by_name and d.header else None,
-                       categories=prep.categories, missing=prep.fill is not None)
+                       categories=prep.categories, missing=prep.impute != "error",
+                       positional_names=None if by_name and d.header else columns.features if by_name else None)
     for name in keep:
         if name not in table.extra:
             raise DataError(f"{table.source}: --keep {name}: no such column besides the features and the "

@@ -88,7 +88,7 @@ def read_table(path: str, target=None, features=None, need_target: bool = True, 
                n_features: int | None = None, drop=(), *, header: bool = True,
                delimiter: str | None = None, columns: list[str] | None = None,
                categories: dict[str, list[str] | None] | None = None, auto_categories: bool = False,
-               missing: bool = False) -> Table:
+               missing: bool = False, positional_names: list[str] | None = None) -> Table:
     """Read a data file: CSV / TSV (maybe compressed), Parquet, NPZ, NPY, or '-' for stdin bytes.
 
     target: column name / index (CSV, Parquet; default: the last column), key (NPZ; default y),
@@ -107,6 +107,9 @@ def read_table(path: str, target=None, features=None, need_target: bool = True, 
       SAMPLE_ROWS rows), with at most MAX_AUTO_CATEGORIES labels.
     missing: an empty cell (or NaN) in a numeric feature column is read as NaN, not an error
       (it is imputed later); in a category column it is ''.
+    positional_names: for a CSV without a header read for a run: the names the run gave its
+      features, given to this file's features in their order (the file may lack the target
+      column, which shifts the index names), so that `categories` and Table.columns match the run's.
     """
     if delimiter is not None and len(delimiter) != 1:
         raise DataError(f"{path}: the delimiter must be one character, got {delimiter!r}")
@@ -114,7 +117,7 @@ def read_table(path: str, target=None, features=None, need_target: bool = True, 
                drop=drop, columns=columns, categories=categories or {}, auto_categories=auto_categories,
                missing=missing)
     if path == "-":
-        return _read_stdin((stdin or sys.stdin.buffer).read(), header, delimiter, how)
+        return _read_stdin((stdin or sys.stdin.buffer).read(), header, delimiter, how, positional_names)
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{path}: data file not found" if not p.exists() else f"{path}: not a file")
@@ -140,7 +143,7 @@ def read_table(path: str, target=None, features=None, need_target: bool = True, 
         return _read_compressed_arrays(p, path, compression, target, features, need_target, n_features,
                                        categories)
     sep = delimiter or ("\t" if inner in TAB_SUFFIXES else ",")
-    return CsvFile(p, path, sep, header, compression).read(**how)
+    return CsvFile(p, path, sep, header, compression).read(**how, positional_names=positional_names)
 
 
 def _read_compressed_arrays(p: Path, source, compression, target, features, need_target, n_features,
@@ -157,7 +160,7 @@ def _read_compressed_arrays(p: Path, source, compression, target, features, need
                         categories)
 
 
-def _read_stdin(raw: bytes, header, delimiter, how) -> Table:
+def _read_stdin(raw: bytes, header, delimiter, how, positional_names=None) -> Table:
     """Bytes on standard input: NPY / NPZ / Parquet by their magic, gzip / bz2 / xz undone
     first, anything else CSV text."""
     source = "<stdin>"
@@ -176,7 +179,7 @@ def _read_stdin(raw: bytes, header, delimiter, how) -> Table:
                             how["need_target"], how["n_features"], how["categories"])
     if raw.startswith(PARQUET_MAGIC):
         return _read_parquet(raw, source, how)
-    return CsvFile(raw, source, delimiter or ",", header).read(**how)
+    return CsvFile(raw, source, delimiter or ",", header).read(**how, positional_names=positional_names)
 
 
 # -- NPY and NPZ ---------------------------------------------------------------
@@ -416,15 +419,18 @@ class CsvFile:
         self.missing = False     # empty cells and NaN in numeric features read as NaN (data.impute)
 
     def read(self, target=None, features=None, need_target=True, n_features=None, drop=(), columns=None,
-             categories=None, auto_categories=False, missing=False) -> Table:
+             categories=None, auto_categories=False, missing=False, positional_names=None) -> Table:
         self.missing = missing
         names = self.names()
         cols = select_columns(names, self.source, target, features, need_target, n_features, drop, columns,
                               indexed=not self.header)
-        feature_names = [names[c] for c in cols.features]
+        called = {c: names[c] for c in cols.features}      # a feature's name in the Table
+        if positional_names is not None and not self.header and len(positional_names) == len(cols.features):
+            called = dict(zip(cols.features, positional_names))
+        feature_names = [called[c] for c in cols.features]
         categories = categories or {}
         _check_category_names(categories, feature_names, self.source)
-        text_cols = {c for c in cols.features if names[c] in categories}
+        text_cols = {c for c in cols.features if called[c] in categories}
         auto = self._text_columns(names, cols.features) - text_cols if auto_categories else set()
         text_cols |= auto
         cols = cols.with_text(sorted(text_cols))
@@ -441,14 +447,14 @@ class CsvFile:
         labels = {}
         for c in cols.text:
             cells = np.array([str(v).strip() for v in text[c]], dtype=str)
-            problem = _category_problem(cells, categories.get(names[c]), missing)
+            problem = _category_problem(cells, categories.get(called[c]), missing)
             if problem is not None:
                 r, what = problem
                 raise DataError(f"{self.source}: row {self._row_of(names, cols, r)}, column {c + 1} "
                                 f"({names[c]!r}): {what}")
             if c in auto:
                 _check_auto_categories(cells, names[c], c, self.source)
-            labels[names[c]] = cells
+            labels[called[c]] = cells
         return Table(X, y, self.source, feature_names, names[target_col] if target_col is not None else "",
                      extra, labels)
 
@@ -789,6 +795,16 @@ def _check_category_names(categories: dict, feature_names: list[str], source: st
                             f"{_did_you_mean(name, feature_names)} (features: {_listing(feature_names)})")
 
 
+def _all_text(column) -> bool:
+    """A frame's column of labels: not numbers, and (as a CSV column is judged) no number among
+    its first SAMPLE_ROWS non-empty values."""
+    if column.dtype.kind in "biufc":
+        return False
+    values = [str(v).strip() for v in column.head(SAMPLE_ROWS * 4).dropna()][:SAMPLE_ROWS]
+    values = [v for v in values if v]
+    return bool(values) and not any(NUMBER.fullmatch(v) for v in values)
+
+
 def _check_auto_categories(cells: np.ndarray, name: str, c: int, source: str) -> None:
     """A text column taken as categories unasked must look like categories, not ids or free text."""
     count = len(np.unique(cells[cells != ""]))
@@ -888,7 +904,7 @@ def _table_of_frame(df, names: list[str], cols: Selection, source: str, categori
     _check_category_names(categories, [names[c] for c in cols.features], source)
     if len(df) == 0:
         raise DataError(f"{source}: no rows")
-    text = [c for c in cols.features if names[c] in categories or (auto and df[names[c]].dtype.kind not in "biuf")]
+    text = [c for c in cols.features if names[c] in categories or (auto and _all_text(df[names[c]]))]
     feature_names, cols = [names[c] for c in cols.features], cols.with_text(text)
     X = np.empty((len(df), len(cols.features)))
     for j, c in enumerate(cols.features):
@@ -906,8 +922,8 @@ def _table_of_frame(df, names: list[str], cols: Selection, source: str, categori
     labels = {}
     for c in cols.text:
         column = df[names[c]]
-        cells = np.array(["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).strip()
-                          for v in column], dtype=str)
+        gaps = column.isna().to_numpy()
+        cells = np.array(["" if gap else str(v).strip() for v, gap in zip(column, gaps)], dtype=str)
         problem = _category_problem(cells, categories.get(names[c]), missing)
         if problem is not None:
             raise DataError(f"{source}: row {problem[0]} (counting from 0), column {c + 1} ({names[c]!r}): "

@@ -81,7 +81,6 @@ from netcli.prepare import build_network, prepare, rng_streams
 from netcli.readers import Table, read_frame
 from netcli.registry import UnknownName
 from netcli.runs.weights import read_meta, weight_arrays
-from netcli.threads import blas_threads
 from netcli.training import Trainer
 
 __all__ = ["NetClassifier", "NetRegressor", "ParameterError", "InputError", "ARGUMENTS",
@@ -451,9 +450,7 @@ def _train_in_memory(config: Config, table: Table, verbose: bool) -> tuple[Run, 
     reporter.info(f"read {prepared.describe()}")
     trainer = _InMemoryTrainer(prepared, _NoFiles(), reporter, rngs)
     try:
-        trainer.threads = trainer.choose_threads()     # training.threads, as the CLI's train does
-        with blas_threads(trainer.threads.count):
-            summary = trainer.fit()
+        summary = trainer.fit_on_threads()     # training.threads, as the CLI's train does
     except JobFailed as e:      # its message names the checkpoint an in-memory fit does not keep
         raise JobFailed(str(e).split(" The last good state")[0]) from None
     finally:

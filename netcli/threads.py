@@ -103,6 +103,16 @@ def blas_count(count: int):
                 lib.set_num_threads(n)
 
 
+def blas_limit() -> int | None:
+    """The fewest threads any BLAS library of this process is set to now (None: none found)."""
+    try:
+        from threadpoolctl import threadpool_info
+        counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+    except Exception:
+        return None
+    return min(counts) if counts else None
+
+
 def fixed(count: int, reason: str = "asked for") -> ThreadChoice:
     return ThreadChoice(count, count, reason)
 
@@ -124,7 +134,10 @@ def for_training(setting, step: Callable[[], object], cores: int | None = None,
     interleaved timings."""
     if setting != AUTO:
         return fixed(int(setting))
-    cores = available_cores() if cores is None else cores
+    if cores is None:
+        cores, limit = available_cores(), blas_limit()
+        if limit is not None and limit < cores:   # OMP_NUM_THREADS=1, a sweep worker's limit: kept
+            return ThreadChoice(limit, AUTO, f"BLAS is limited to {limit} here (the environment or the caller)")
     if cores == 1:
         return ThreadChoice(1, AUTO, "one core")
     counts = [1]

@@ -97,14 +97,28 @@ class Trainer:
         the layers' random streams as they were."""
         train, batch_size = self.p.train, self.spec.training.batch_size
         whole = self.optimizer.full_batch or batch_size == "full"
-        X, y = train.take(np.arange(len(train) if whole else min(int(batch_size), len(train))))
-        state = self.net.rng_state()
+        batch = {}
 
         def step():
+            if not batch:    # taken at the first step: a fixed count never probes
+                batch["Xy"] = train.take(np.arange(len(train) if whole else min(int(batch_size), len(train))))
+                batch["rng"] = self.net.rng_state()
             with np.errstate(all="ignore"):
-                self.net.loss_and_grad(self.net.theta, X, y)
-            self.net.set_rng_state(state)
+                self.net.loss_and_grad(self.net.theta, *batch["Xy"])
+            self.net.set_rng_state(batch["rng"])
         return step
+
+    def fit_on_threads(self, previous: dict | None = None) -> dict:
+        """fit() on the thread count choose_threads gives, said in the log and recorded in the
+        running summary.json at once (a killed run resumes on it too)."""
+        self.threads = self.choose_threads(previous)
+        self.reporter.info(f"threads: {self.threads.count} ({self.threads.setting}: {self.threads.reason})")
+        self.run.write_json("summary.json", self._summary("running", self.progress.wall_seconds, ""))
+        # scipy's minimizers run their own BLAS calls, small ones that threads only slow down
+        # (measured: L-BFGS-B 4-18x slower per iteration on two threads); the threads go to the
+        # network's loss_and_grad alone (_fit_full_batch)
+        with blas_threads(1 if self.optimizer.full_batch else self.threads.count):
+            return self.fit()
 
     # epochs ----------------------------------------------------------------
 
@@ -348,7 +362,6 @@ def train(config: Config | str | Path | dict, run_dir=None, runs_base="runs", ov
         reporter.info(f"read {prepared.describe()}")
         trainer = Trainer(prepared, run, reporter, rngs)
         trainer.write_checkpoint()  # resumable from the very start, even if killed in epoch 1
-        run.write_json("summary.json", trainer._summary("running", 0.0, ""))
         return TrainResult(run.path, _fit(trainer, reporter))
     finally:
         run.unlock()
@@ -400,13 +413,7 @@ def resume(run_path: str | Path, quiet: bool = True, reporter: Reporter | None =
 
 def _fit(trainer: Trainer, reporter: Reporter, previous_threads: dict | None = None) -> dict:
     try:
-        trainer.threads = trainer.choose_threads(previous_threads)
-        reporter.info(f"threads: {trainer.threads.count} ({trainer.threads.setting}: {trainer.threads.reason})")
-        # scipy's minimizers run their own BLAS calls, small ones that threads only slow down
-        # (measured: L-BFGS-B 4-18x slower per iteration on two threads); the threads go to the
-        # network's loss_and_grad alone (Trainer._fit_full_batch)
-        with blas_threads(1 if trainer.optimizer.full_batch else trainer.threads.count):
-            return trainer.fit()
+        return trainer.fit_on_threads(previous_threads)
     except KeyboardInterrupt:
         path = trainer.run.path
         raise Interrupted(f"interrupted; epoch {trainer.saved.progress.epoch} (the last complete one) is saved in "

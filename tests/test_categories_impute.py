@@ -239,3 +239,57 @@ def test_npy_data_has_no_category_columns(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((4, 3)))
     with pytest.raises(DataError, match="names no columns, so it has no category column 'color'"):
         read_table(str(tmp_path / "x.npy"), "input", categories={"color": None})
+
+
+# -- found in review ---------------------------------------------------------------------
+
+def test_impute_with_only_category_features_reads_gaps_everywhere(tmp_path):
+    frame = pets_frame()[["color", "label"]].copy()
+    frame.loc[[3, 9], "color"] = np.nan
+    frame.to_csv(tmp_path / "train.csv", index=False, na_rep="")
+    test = pets_frame(10, seed=6)[["color", "label"]].copy()
+    test.loc[2, "color"] = np.nan
+    test.to_csv(tmp_path / "test.csv", index=False, na_rep="")
+    run, log = train(tmp_path, config(tmp_path / "train.csv", impute="mean", test=str(tmp_path / "test.csv")))
+    assert "one-hot color (3)" in log
+    out = invoke("predict", run, "--data", tmp_path / "test.csv")
+    assert out.exit_code == 0 and len(out.stdout.split()) == 10, out.stderr
+
+
+def test_a_headerless_file_without_its_target_keeps_the_category_column(tmp_path):
+    frame = pets_frame()[["label", "color", "size"]]
+    frame.to_csv(tmp_path / "train.csv", index=False, header=False)
+    cfg = config(tmp_path / "train.csv", header=False, target=0)
+    run, log = train(tmp_path, cfg)
+    assert "one-hot 1 (3)" in log
+    test = pets_frame(12, seed=7)
+    test[["label", "color", "size"]].to_csv(tmp_path / "with.csv", index=False, header=False)
+    test[["color", "size"]].to_csv(tmp_path / "without.csv", index=False, header=False)
+    a = invoke("predict", run, "--data", tmp_path / "with.csv")
+    b = invoke("predict", run, "--data", tmp_path / "without.csv")
+    assert a.exit_code == b.exit_code == 0, a.stderr + b.stderr
+    assert a.stdout == b.stdout
+
+
+def test_pandas_missing_values_are_gaps_not_a_category():
+    frame = pd.DataFrame({"c": pd.array(["a", None, "b", "a"], dtype="string"), "x": [1.0, 2.0, 3.0, 4.0]})
+    table = read_frame(frame, "input", need_target=False, auto_categories=True, missing=True)
+    assert fit_categories(table) == {"c": ["a", "b"]}
+    with pytest.raises(DataError, match="row 1 \\(counting from 0\\), column 1 \\('c'\\): empty cell"):
+        read_frame(frame, "input", need_target=False, auto_categories=True)
+
+
+def test_a_frame_column_of_numbers_as_text_is_not_taken_for_categories():
+    frame = pd.DataFrame({"n": ["1.5", "2.5", "3"], "x": [1.0, 2.0, 3.0]})
+    with pytest.raises(DataError, match="column 1 .\x27n\x27. holds .* values, not numbers"):
+        read_frame(frame, "input", need_target=False, auto_categories=True)
+
+
+def test_rows_reach_the_network_in_c_order_whatever_the_callers_order():
+    """A Fortran-ordered array (DataFrame.to_numpy gives one) would change GEMM's last bits."""
+    from netcli.data import Preprocessing
+    X = np.asfortranarray(np.random.default_rng(0).normal(size=(50, 3)))
+    for prep in (Preprocessing.fit(X, "none", input_shape=(3,)), Preprocessing.fit(X, "standard", input_shape=(3,))):
+        out = prep.inputs(X, np.float32, "x")
+        assert out.flags.c_contiguous
+        np.testing.assert_array_equal(out, prep.inputs(np.ascontiguousarray(X), np.float32, "x"))

@@ -124,8 +124,9 @@ def test_resume_uses_the_thread_count_the_run_used_before(tmp_path, monkeypatch)
     assert summary["threads"]["used"] >= 1
     summary["threads"]["used"] = 2                           # as if the first part had chosen 2
     (tmp_path / "run" / "summary.json").write_text(json.dumps(summary))
+    import netcli.training as training
     probed = []
-    monkeypatch.setattr(threads, "for_training", lambda *a, **k: probed.append(1))
+    monkeypatch.setattr(training, "for_training", lambda *a, **k: probed.append(1))
     done = resume(tmp_path / "run").summary
     assert done["threads"] == {"setting": "auto", "used": 2, "reason": "as this run used before"}
     assert probed == []
@@ -173,3 +174,38 @@ def test_a_full_batch_run_gives_its_threads_to_loss_and_grad_alone(tmp_path, mon
     cfg["optimizer"] = {"type": "lbfgs", "max_iter": 3}
     train(write_config(tmp_path, cfg, "x"), run_dir=tmp_path / "run", reporter=Look(quiet=True))
     assert seen == {"gradient": {2}, "scipy": {1}}
+
+
+def test_auto_keeps_a_limit_the_environment_or_a_caller_has_set():
+    from threadpoolctl import threadpool_limits
+    calls = []
+    with threadpool_limits(limits=1, user_api="blas"):
+        choice = threads.for_training("auto", lambda: calls.append(1))
+    assert choice.count == 1 and "limited to 1" in choice.reason and calls == []
+
+
+def test_the_running_summary_records_the_threads_at_once(tmp_path):
+    from netcli.log import Reporter
+    from netcli.training import train
+    seen = []
+
+    class Look(Reporter):
+        def epoch(self, record):
+            seen.append(json.loads((tmp_path / "run" / "summary.json").read_text()))
+
+    train(write_config(tmp_path, digits_config(), "x"), run_dir=tmp_path / "run", reporter=Look(quiet=True))
+    assert seen[0]["status"] == "running" and seen[0]["threads"]["used"] >= 1   # a kill here resumes on it
+
+
+def test_check_retrains_a_full_batch_run_on_the_threads_it_used(tmp_path, monkeypatch):
+    from netcli.diff import check_run
+    from netcli.training import train
+    cfg = digits_config()
+    cfg["optimizer"] = {"type": "lbfgs", "max_iter": 4}
+    import netcli.training as training
+    monkeypatch.setattr(training, "for_training", lambda setting, step, **kw: threads.ThreadChoice(2, "auto", "test"))
+    train(write_config(tmp_path, cfg, "x"), run_dir=tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["threads"]["used"] == 2
+    monkeypatch.setattr(training, "for_training", lambda setting, step, **k: threads.fixed(setting)
+                        if setting != "auto" else pytest.fail("--check must not probe"))
+    assert check_run(tmp_path / "run")["match"]
