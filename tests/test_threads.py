@@ -103,7 +103,9 @@ def test_the_run_records_the_threads_and_the_probe_changes_nothing(tmp_path, mon
     cfg = digits_config(model={"layers": [{"type": "dense", "units": 16, "activation": "relu"},
                                           {"type": "dropout", "rate": 0.3},
                                           {"type": "dense", "units": 10, "activation": "softmax"}]})
-    monkeypatch.setattr(threads, "TINY_STEP", 0.0)          # always probe, even this small net
+    monkeypatch.setattr(threads, "TINY_STEP", 0.0)          # always probe, even this small net,
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)   # on any machine and environment
+    monkeypatch.setattr(threads, "blas_limit", lambda: None)
     auto = train_config(tmp_path, cfg, "auto").summary
     assert auto["threads"]["setting"] == "auto" and "probe" in auto["threads"]["reason"]
     used = auto["threads"]["used"]
