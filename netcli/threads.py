@@ -25,7 +25,7 @@ from typing import Callable
 from netcli.errors import NetcliError
 
 AUTO = "auto"
-MIN_SPEEDUP = 1.15     # more threads must make a step at least this much faster
+MIN_SPEEDUP = 1.10     # more threads must make a step this much faster (less than 10% is not worth their risk)
 TINY_STEP = 0.5e-3     # seconds: a step shorter than this on one thread stays on one thread
 PROBE_SECONDS = 0.5    # about the most a probe spends timing steps (each count gets 3 rounds or more)
 BLOCK_SECONDS = 5e-3   # a round times consecutive steps for about this long (at most 8 steps)
