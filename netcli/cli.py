@@ -423,7 +423,8 @@ def summary(target, overrides):
 @click.option("--confusion", "what", flag_value="confusion", help="Confusion matrix on the test data.")
 @click.option("--layer", type=int, help="With --weights: the layer (default: the first with weights).")
 @data_option
-def plot(run_dirs, out, what, layer, data):
+@threads_option
+def plot(run_dirs, out, what, layer, data, threads):
     """Loss and accuracy curves (default), weights, reconstructions or confusion; prints the PNG path.
 
     Several runs (or a sweep or comparison folder, which stands for its runs) give one figure of
@@ -457,6 +458,7 @@ def plot(run_dirs, out, what, layer, data):
         click.echo(str(path))
         return
     run = load_run(run_dir)
+    run.threads = threads or run.threads
     name = run.path.name
     path = Path(out) if out else run.path / f"{what}.png"
     if what == "weights":

@@ -146,7 +146,8 @@ def test_threads_on_the_command_line(tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "threads: 1 (1: asked for)" in result.stderr
     assert json.loads((run / "summary.json").read_text())["threads"]["used"] == 1
-    for args in (["eval", run], ["predict", run], ["gradcheck", run, "--max-coords", "5"]):
+    for args in (["eval", run], ["predict", run], ["gradcheck", run, "--max-coords", "5"],
+                 ["plot", run, "--confusion", "--out", tmp_path / "c.png"]):
         done = invoke(*args, "--threads", "2")
         assert done.exit_code == 0, (args, done.stderr)
     bad = invoke("eval", run, "--threads", "0")
