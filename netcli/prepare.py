@@ -128,7 +128,7 @@ def prepare(config: Config, rngs: dict | None = None, *, train_table: Table | No
     categories = fit_categories(table)
     fill = fit_fill(table, train_rows, d.impute)
     gaps = count_gaps(table) if fill is not None else 0
-    table = encode(table, fill, categories)
+    table = encode(table, fill if gaps else None, categories)      # (no second scan for gaps)
     if net is None:
         config = config.with_sizes(*sizes_from(table, task))
         net = build_network(config, rng=rngs["init"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -354,3 +355,11 @@ def _watch(who: str, layer) -> None:
         return dx
 
     layer.forward, layer.backward = watched_forward, watched_backward
+
+
+def kill_worker_once(task, record):
+    """The test hook: the first attempt of trial 1 kills its worker process in epoch 2."""
+    marker = Path(task["run_dir"]).parent / "killed-once"
+    if task["index"] == 1 and record["epoch"] == 2 and not marker.exists():
+        marker.touch()
+        os._exit(1)

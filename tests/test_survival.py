@@ -18,7 +18,7 @@ import yaml
 
 from helpers import (DIGITS_TEST, StopAt, assert_user_error, digits_config, invoke, load_weights, read_metrics,
                      train_config, write_config)
-from netcli.errors import Interrupted, NetcliError
+from netcli.errors import Interrupted
 from netcli.files import atomic_write, load_npz, save_npz
 from netcli.runs import RunDir
 from netcli.training import resume

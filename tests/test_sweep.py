@@ -26,6 +26,7 @@ from netcli.sweep import cluster as sweep_cluster
 from netcli.errors import ConfigError
 from netcli.training import train
 
+import helpers
 from helpers import (ROOT, assert_user_error, digits_config, invoke, load_weights,
                      without_seconds, write_config)
 
@@ -202,24 +203,16 @@ def test_grid_on_two_workers_matches_the_trials_run_one_by_one(tmp_path, client)
     assert result.best["name"] == best["name"]
 
 
-def kill_worker_once(task, record):
-    """The test hook: the first attempt of trial 1 kills its worker process in epoch 2."""
-    marker = Path(task["run_dir"]).parent / "killed-once"
-    if task["index"] == 1 and record["epoch"] == 2 and not marker.exists():
-        marker.touch()
-        os._exit(1)
-
-
 @pytest.mark.slow
 def test_a_worker_killed_mid_trial_still_yields_every_trial(tmp_path, client):
     import cloudpickle
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])   # the hook travels by value
+    cloudpickle.register_pickle_by_value(helpers)   # the hook travels by value
     plan = sweeps.plan(write_config(tmp_path, small_digits(training={"epochs": 4})), GRID,
                        sweep_dir=tmp_path / "sw")
     try:
-        result = sweeps.run(plan, client=client, hook=kill_worker_once)
+        result = sweeps.run(plan, client=client, hook=helpers.kill_worker_once)
     finally:
-        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+        cloudpickle.unregister_pickle_by_value(helpers)
     assert (tmp_path / "sw" / "killed-once").exists()
     assert [r["status"] for r in result.records] == ["finished"] * 4
     killed = result.records[1]

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +21,7 @@ from netcli.errors import ConfigError
 from netcli.files import load_npz
 from netcli.sweep.sources import StudyTrials
 
+import helpers
 from helpers import assert_user_error, digits_config, invoke, read_metrics, write_config
 
 optuna = pytest.importorskip("optuna")
@@ -256,14 +255,6 @@ def test_resume_carries_the_same_study_on(tmp_path, client):
     assert {r["overrides"]["regularization.l2"] for r in rows} <= {0.0, 1e-4}
 
 
-def kill_worker_once(task, record):
-    """The test hook: the first attempt of trial 1 kills its worker process in epoch 2."""
-    marker = Path(task["run_dir"]).parent / "killed-once"
-    if task["index"] == 1 and record["epoch"] == 2 and not marker.exists():
-        marker.touch()
-        os._exit(1)
-
-
 @pytest.mark.slow
 def test_a_worker_killed_mid_trial_reruns_it_in_the_same_study_trial(tmp_path, client):
     import cloudpickle
@@ -271,11 +262,11 @@ def test_a_worker_killed_mid_trial_reruns_it_in_the_same_study_trial(tmp_path, c
     cfg = small_digits(epochs=4, sweep={"prune": {"type": "median", "n_startup_trials": 10}})
     plan = sweeps.plan(write_config(tmp_path, cfg), (), RANGES, search="random", trials=3,
                        sweep_dir=tmp_path / "sw")
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])   # the hook travels by value
+    cloudpickle.register_pickle_by_value(helpers)   # the hook travels by value
     try:
-        result = sweeps.run(plan, client=client, hook=kill_worker_once)
+        result = sweeps.run(plan, client=client, hook=helpers.kill_worker_once)
     finally:
-        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+        cloudpickle.unregister_pickle_by_value(helpers)
     assert (tmp_path / "sw" / "killed-once").exists()
     assert [r["status"] for r in result.records] == ["finished"] * 3
     killed = result.records[1]

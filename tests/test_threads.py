@@ -4,6 +4,7 @@ records and reuses on --resume, and the probe leaving training exactly as it wou
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -137,7 +138,7 @@ def test_resume_uses_the_thread_count_the_run_used_before(tmp_path, monkeypatch)
 def test_the_training_log_says_what_auto_chose(tmp_path):
     result = invoke("train", write_config(tmp_path, digits_config(), "x"), "--run-dir", tmp_path / "run")
     assert result.exit_code == 0, result.stderr
-    assert "threads: 1 (auto: " in result.stderr or "threads: 2 (auto: " in result.stderr
+    assert re.search(r"^threads: \d+ \(auto: ", result.stderr, re.M), result.stderr
 
 
 def test_threads_on_the_command_line(tmp_path):
