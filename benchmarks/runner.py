@@ -8,7 +8,9 @@ For each thread count and workload, one worker process (benchmarks/worker.py):
     float32 data in the same batch order, one PyTorch epoch after each netcli epoch
     (alternating, so both see the same machine load); the first epoch of each is a warm-up;
   - BLAS (threadpoolctl + OPENBLAS_NUM_THREADS) and PyTorch (set_num_threads) get the same
-    thread count.
+    thread count; netcli uses them as `netcli train` does with training.threads pinned to it:
+    on more than one thread, its probe picks the way (BLAS's threads, or the batch cut in
+    parts, one thread each; --parallel pins it), said in the table.
 Then per workload, peak RSS of netcli alone and PyTorch alone (one process each), the cost
 of W1's gradient check against one backprop gradient, and NumPy's float32 GEMM rate, the
 ceiling for all of it. Medians throughout. Writes benchmarks/RESULTS.md (and results.json).
@@ -95,6 +97,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fd-coords", type=int, default=None,
                     help="coordinates per tensor for W1's gradient check (0: all; default 2000, quick 100)")
     ap.add_argument("--no-torch", action="store_true", help="netcli only")
+    ap.add_argument("--parallel", choices=["auto", "blas", "batch"], default="auto",
+                    help="netcli's training.parallel on more than one thread (default auto: probed)")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
     ap.add_argument("--no-time", action="store_true", help="skip the timing (memory and FD only)")
     ap.add_argument("--render", type=Path, default=None, metavar="RESULTS_JSON",
@@ -140,11 +144,13 @@ def main(argv=None) -> int:
                 ", ".join(f"{k}: {v:.0f} GFLOP/s" for k, v in g["gflops"].items()))
         for t in ([] if args.no_time else threads):
             for n in names:
-                extra = ["--workload", n, "--data", str(data[n]), "--repeats", str(repeats)]
+                extra = ["--workload", n, "--data", str(data[n]), "--repeats", str(repeats),
+                         "--parallel", args.parallel]
                 r = worker("time", t, *extra, *([] if with_torch else ["--no-torch"]))
                 results["time"].setdefault(str(t), {})[n] = r
                 ratio = med(r["netcli_s"]) / med(r["torch_s"]) if r["torch_s"] else float("nan")
-                log(f"  {n} {t} thread(s): netcli {med(r['netcli_s']):.4f} s, torch "
+                way = r.get("netcli_way", {}).get("way", "blas") if t > 1 else ""
+                log(f"  {n} {t} thread(s){' (' + way + ')' if way else ''}: netcli {med(r['netcli_s']):.4f} s, torch "
                     f"{med(r['torch_s']) if r['torch_s'] else float('nan'):.4f} s, ratio {ratio:.2f}  "
                     f"(load {r['load_during'][1]:.1f})")
         if not args.no_memory:
@@ -272,7 +278,9 @@ def report(results: dict, names: list[str]) -> str:
               "same initial parameters, same batch order. netcli's time is the training loop's own "
               "epoch time (`seconds` in metrics.jsonl: batches, forward, backward, optimizer, "
               "bookkeeping; not validation or checkpoint writing). W5's unit is one whole L-BFGS run "
-              "of 100 iterations. Brackets: fastest and slowest timed epoch. FLOPs: 3 x the forward "
+              "of 100 iterations. Brackets: fastest and slowest timed epoch. On more than one thread, "
+              "netcli's way of using them follows its time: blas (BLAS's own threads) or batch (the "
+              "batch cut in parts, one thread each), as its probe chose. FLOPs: 3 x the forward "
               "pass's matmul/conv FLOPs.", ""]
     for t in [t for t in results["threads"] if results["time"].get(str(t))]:
         peak = gemm_peak(results, t)
@@ -286,7 +294,9 @@ def report(results: dict, names: list[str]) -> str:
             gf = r["flops"] / med(nc) / 1e9
             ratio = f"**{med(nc) / med(tt):.2f}**" if tt else "-"
             tcell = f"{med(tt):.4f} [{min(tt):.4f}-{max(tt):.4f}]" if tt else "-"
-            lines.append(f"| {n} | {med(nc):.4f} [{min(nc):.4f}-{max(nc):.4f}] | {tcell} | {ratio} | "
+            way = r.get("netcli_way", {}).get("way")
+            way = f" ({way})" if t > 1 and way else ""
+            lines.append(f"| {n} | {med(nc):.4f} [{min(nc):.4f}-{max(nc):.4f}]{way} | {tcell} | {ratio} | "
                          f"{w.target} | {gf:.1f} | {gf / peak:.0%} | "
                          f"{r['load_during'][0]:.1f} -> {r['load_during'][1]:.1f} |")
         lines.append("")

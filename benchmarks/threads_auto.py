@@ -5,15 +5,18 @@ competing CPU-bound process.
 
 Cases: the bundled configs (configs/*.yaml) and the workloads W1-W5 (benchmarks.workloads, their
 quick data sizes with --quick). For each load (idle; `busy`: one `while True` process started
-before and killed after) and each setting (1, 2, ..., the cores, and auto), a fresh subprocess
-(no thread variables in its environment) trains `epochs` epochs (iterations for cg and L-BFGS)
-through netcli.training.train. Its time per epoch is the median of the epochs after the first
+before and killed after) and each setting (1 thread; 2, 4, ..., the cores threads both ways,
+`blas` and `batch` (training.parallel); and auto), a fresh subprocess (no thread variables in its
+environment) trains `epochs` epochs (iterations for cg and L-BFGS) through netcli.training.train.
+A network whose gradient does not split by rows (dropout, sparsity) has no batch way: its
+`batch` cells are blank. Its time per epoch is the median of the epochs after the first
 (`seconds` in metrics.jsonl: the training loop's own time); the settings alternate, `rounds`
 times, and the medians of the rounds are reported. For auto, the thread count it chose and the
 probe's own cost (its wall time before the first epoch, minus a fixed run's) are shown.
+"Fixed" below means a pinned count and way.
 
 Prints a markdown table; writes nothing into the repository. Goal (issue 15): auto within 10% of
-the best fixed count in every case (judged by choice / best), and never more than 1.2x one
+the best fixed setting in every case (judged by choice / best), and never more than 1.2x one
 thread.
 """
 
@@ -57,9 +60,21 @@ def case_config(case: str, folder: Path, epochs: int, quick: bool) -> Path:
     return path
 
 
-def measure(config: Path, threads: str, run_dir: Path) -> dict:
+def setting_overrides(setting: str) -> list[str]:
+    """'1', '2 blas', '2 batch', 'auto' -> the --set overrides that pin (or not) the threads and way."""
+    count, _, way = setting.partition(" ")
+    return [f"training.threads={count}", f"training.parallel={way or 'auto'}"]
+
+
+def label(threads: dict) -> str:
+    """summary.json's threads -> the fixed setting it equals."""
+    return "1" if threads["used"] == 1 else f"{threads['used']} {threads.get('way', 'blas')}"
+
+
+def measure(config: Path, setting: str, run_dir: Path) -> dict:
     """One training in a fresh process: {"epoch": median seconds per epoch after the first,
-    "threads": what the run used, "reason", "startup": wall seconds before the first epoch}."""
+    "threads": the fixed setting the run equals, "reason", "startup": wall seconds before the
+    first epoch}."""
     env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     code = ("import json, sys, time; t0 = time.perf_counter(); from netcli.training import train; "
@@ -68,15 +83,15 @@ def measure(config: Path, threads: str, run_dir: Path) -> dict:
             "    def epoch(self, record):\n"
             "        self.first = getattr(self, 'first', time.perf_counter())\n"
             f"r = R(quiet=True); s = train({str(config)!r}, run_dir={str(run_dir)!r}, overwrite=True, "
-            f"overrides=['training.threads={threads}'], reporter=r).summary\n"
+            f"overrides={setting_overrides(setting)!r}, reporter=r).summary\n"
             "print(json.dumps({'summary': s, 'startup': r.first - t0}))")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"{config.name} threads={threads}: {done.stderr.strip().splitlines()[-1]}")
+        raise RuntimeError(f"{config.name} {setting}: {done.stderr.strip().splitlines()[-1]}")
     out = json.loads(done.stdout.strip().splitlines()[-1])
     seconds = [json.loads(line)["seconds"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     used = out["summary"]["threads"]
-    return {"epoch": statistics.median(seconds[1:] or seconds), "threads": used["used"],
+    return {"epoch": statistics.median(seconds[1:] or seconds), "threads": label(used),
             "reason": used["reason"], "startup": out["startup"]}
 
 
@@ -99,20 +114,21 @@ def run_case(case: str, settings: list[str], epochs: int, rounds: int, quick: bo
     return [{s: measure(config, s, folder / f"run-{case}-{s}") for s in settings} for _ in range(rounds)]
 
 
-def report(case: str, load: str, rounds: list[dict], fixed: list[str]) -> str:
+def report(case: str, load: str, rounds: list[dict], all_fixed: list[str]) -> str:
     """One table row. `auto / best` compares auto's own runs with the best fixed count's;
     `choice / best` judges auto's choice alone: the time of the fixed count it chose, in the same
     round, against that round's best fixed count (the noise between processes, up to +-30% on
     this shared machine, then cancels out of the choice)."""
+    fixed = [s for s in all_fixed if all(r[s]["threads"] == s for r in rounds)]   # no batch way: left out
     median = {s: statistics.median(r[s]["epoch"] for r in rounds) for s in [*fixed, "auto"]}
     best = min(fixed, key=lambda s: median[s])
-    choice = statistics.median(r[str(r["auto"]["threads"])]["epoch"] / min(r[s]["epoch"] for s in fixed)
-                               for r in rounds if str(r["auto"]["threads"]) in r)
+    choice = statistics.median(r[r["auto"]["threads"]]["epoch"] / min(r[s]["epoch"] for s in fixed)
+                               for r in rounds if r["auto"]["threads"] in fixed)
     vs_best, vs_one = median["auto"] / median[best], median["auto"] / median["1"]
-    cells = " | ".join(f"{median[s] * 1e3:.1f}" for s in fixed)
+    cells = " | ".join(f"{median[s] * 1e3:.1f}" if s in median else "" for s in all_fixed)
     probe = statistics.median(r["auto"]["startup"] - statistics.median(r[s]["startup"] for s in fixed)
                               for r in rounds)
-    chose = "/".join(str(r["auto"]["threads"]) for r in rounds)
+    chose = "/".join(r["auto"]["threads"] for r in rounds)
     ok = choice <= 1.10 and vs_one <= 1.20
     return (f"| {case} | {load} | {cells} | {median['auto'] * 1e3:.1f} | {chose} | {best} | {vs_best:.2f} | "
             f"{choice:.2f} | {vs_one:.2f} | {probe:+.2f} | {'yes' if ok else '**no**'} |")
@@ -132,9 +148,9 @@ def main(argv=None) -> int:
     while n < cores:
         counts.append(n)
         n *= 2
-    fixed = [str(c) for c in counts + [cores]]
+    fixed = ["1"] + [f"{c} {way}" for c in (counts + [cores])[1:] for way in ("blas", "batch")]
     settings = fixed + ["auto"]
-    head = " | ".join(f"{s} thr ms" for s in fixed)
+    head = " | ".join(f"{s} ms" for s in fixed)
     lines = [f"{cores} cores; ms per epoch (median of epochs 2..{args.epochs}, median of {args.rounds} rounds); "
              f"load at start {os.getloadavg()[0]:.2f}", "",
              f"| case | load | {head} | auto ms | auto chose (by round) | best fixed | auto / best | "

@@ -60,16 +60,17 @@ class HookReporter:
 
 # -- time ------------------------------------------------------------------------------
 
-def time_workload(w, data: Path, threads: int, repeats: int, tmp: Path, with_torch: bool) -> dict:
+def time_workload(w, data: Path, threads: int, repeats: int, tmp: Path, with_torch: bool,
+                  parallel: str = "auto") -> dict:
     import numpy as np
     from netcli.runs import RunDir
     from netcli.prepare import prepare, rng_streams
-    from netcli.threads import blas_count, fixed
+    from netcli.threads import blas_count, blas_threads
     from netcli.training import Trainer
 
     limiter = limit_threads(threads, with_torch)  # noqa: F841  (held for the process's life)
     epochs = repeats + 1   # the first of each side is a warm-up, not timed
-    config = w.config(data, epochs)
+    config = w.config(data, epochs, threads=threads, parallel=parallel)
     rngs = rng_streams(config.spec.seed)
     prepared = prepare(config, rngs)
     net = prepared.net
@@ -85,6 +86,11 @@ def time_workload(w, data: Path, threads: int, repeats: int, tmp: Path, with_tor
         out["initial_loss"] = {"netcli": data_term, "torch": torch_run.loss_on(probe)}
     load0 = os.getloadavg()[0]
 
+    # netcli on `threads` threads as `netcli train` uses them: training.threads pinned, and with
+    # training.parallel auto the way (BLAS's threads or the batch in parts) probed at that count
+    choice = Trainer(prepared, RunDir.create(w.name, tmp, tmp / "probe"), HookReporter(lambda r: None),
+                     rngs).choose_threads()
+    out["netcli_way"] = {"used": choice.count, "way": choice.way, "reason": choice.reason}
     if w.full_batch:
         theta0 = net.theta.copy()
         options = {"maxiter": w.optimizer["max_iter"], "maxcor": 10, "gtol": 1e-9, "ftol": 1e-9}
@@ -93,7 +99,7 @@ def time_workload(w, data: Path, threads: int, repeats: int, tmp: Path, with_tor
             net.theta[...] = theta0
             run = RunDir.create(w.name, tmp, tmp / "run", overwrite=True)
             trainer = Trainer(prepared, run, HookReporter(lambda r: None), rngs)
-            trainer.threads = fixed(threads)   # as training does: the threads for loss_and_grad,
+            trainer.threads = choice           # as training does: the threads for loss_and_grad,
             t0, c0 = time.perf_counter(), time.process_time()
             with blas_count(1):                # scipy's L-BFGS-B on one (training._fit)
                 trainer.fit()
@@ -138,8 +144,10 @@ def time_workload(w, data: Path, threads: int, repeats: int, tmp: Path, with_tor
 
         run = RunDir.create(w.name, tmp, tmp / "run", overwrite=True)
         trainer = Trainer(prepared, run, HookReporter(torch_epoch), rngs)
+        trainer.threads = choice
         mark[0] = time.process_time()
-        trainer.fit()
+        with blas_threads(choice.blas):
+            trainer.fit()
         history = trainer.progress.history
         out.update(netcli_s=[r["seconds"] for r in history][1:], torch_s=torch_s[1:], unit="epoch",
                    netcli_cpu_s=netcli_cpu[1:], torch_cpu_s=torch_cpu[1:],
@@ -256,13 +264,16 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--coords", type=int, default=0)
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--parallel", choices=["auto", "blas", "batch"], default="auto",
+                    help="netcli's training.parallel (how more than one thread is used)")
     args = ap.parse_args(argv)
     from benchmarks.workloads import WORKLOADS
     w = WORKLOADS.get(args.workload)
     with tempfile.TemporaryDirectory(prefix="netcli-bench-") as tmp:
         tmp = Path(tmp)
         if args.mode == "time":
-            result = time_workload(w, args.data, args.threads, args.repeats, tmp, not args.no_torch)
+            result = time_workload(w, args.data, args.threads, args.repeats, tmp, not args.no_torch,
+                                   args.parallel)
         elif args.mode == "mem-netcli":
             result = mem_netcli(w, args.data, args.threads, tmp)
         elif args.mode == "mem-torch":

@@ -64,9 +64,10 @@ class Workload:
 
     # -- config --------------------------------------------------------------
 
-    def config_dict(self, data_path: str | Path, epochs: int) -> dict:
+    def config_dict(self, data_path: str | Path, epochs: int, threads: int | str = "auto",
+                    parallel: str = "auto") -> dict:
         optimizer = dict(self.optimizer)
-        training = {"epochs": epochs, "batch_size": self.batch_size,
+        training = {"epochs": epochs, "batch_size": self.batch_size, "threads": threads, "parallel": parallel,
                     "checkpoint_every": 1_000_000}   # checkpoints are not part of the timed work
         return {
             "seed": SEED,
@@ -80,9 +81,10 @@ class Workload:
             "training": training,
         }
 
-    def config(self, data_path: str | Path, epochs: int, source: str | None = None):
+    def config(self, data_path: str | Path, epochs: int, source: str | None = None,
+               threads: int | str = "auto", parallel: str = "auto"):
         from netcli.config import validate
-        return validate(self.config_dict(data_path, epochs), source=source or f"{self.name}.yaml")
+        return validate(self.config_dict(data_path, epochs, threads, parallel), source=source or f"{self.name}.yaml")
 
     # -- cost ----------------------------------------------------------------
 

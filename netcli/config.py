@@ -191,6 +191,9 @@ class TrainingSection(Section):
     checkpoint_every: PositiveInt = 1
     threads: Annotated[int | str, BeforeValidator(_threads)] = Field(
         "auto", description="BLAS threads: a number, or auto (measured at the start of training)")
+    parallel: Literal["auto", "blas", "batch"] = Field(
+        "auto", description="how more than one thread is used: blas (BLAS's own threads), batch (the "
+                            "batch cut in parts, one thread each), or auto (measured with the threads)")
 
 
 class ConfigSpec(Section):

@@ -221,17 +221,24 @@ def check_run(run_path: str | Path, reporter=None) -> dict:
                           f"--check retrains to the end, so finish it first (netcli train --resume {run_path})")
     recorded = receipt["theta"].get("sha256")
     weights = theta_sha256(load_run(path).net.theta)
-    used = (RunDir(path).read_summary().get("threads") or {}).get("used")
+    recorded_threads = RunDir(path).read_summary().get("threads") or {}
+    used, way = recorded_threads.get("used"), recorded_threads.get("way")
     threads = [p.get("num_threads") for p in receipt.get("blas", {}).get("threadpools", [])
                if p.get("user_api") == "blas" and isinstance(p.get("num_threads"), int)]
     # the count training chose (summary.json; a full-batch run's receipt sees scipy's one thread)
     count = used if isinstance(used, int) and used >= 1 else min(threads) if threads else None
     config = load_config(path / "config.yaml")
-    if count and config.as_dict()["training"].get("threads") == "auto":   # the count auto chose then
-        config = load_config(path / "config.yaml", [f"training.threads={count}"])
+    training = config.as_dict()["training"]
+    pins = []                                            # what auto chose then: the count, the way
+    if count and training.get("threads") == "auto":
+        pins.append(f"training.threads={count}")
+    if way in ("blas", "batch") and training.get("parallel", "auto") == "auto":
+        pins.append(f"training.parallel={way}")
+    if pins:
+        config = load_config(path / "config.yaml", pins)
     if reporter is not None:
         reporter.info(f"retraining {run_path} from its config.yaml in a temporary directory"
-                      + (f", BLAS on {count} thread{'s' if count > 1 else ''} as the receipt records" if count else ""))
+                      + (f", on {count} thread{'s' if count > 1 else ''} as the run records" if count else ""))
     with tempfile.TemporaryDirectory(prefix="netcli-check-") as tmp:
         with threadpool_limits(limits=count, user_api="blas"):
             result = train(config, run_dir=Path(tmp) / path.name, reporter=reporter)

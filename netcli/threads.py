@@ -1,16 +1,24 @@
-"""How many BLAS threads a job computes on: a number the user gives (`--threads N`,
+"""How many threads a job computes on, and how: a number the user gives (`--threads N`,
 `training.threads: N`), or `auto`, which measures.
+
+More than one thread can be used two ways (`training.parallel`):
+    blas   BLAS's own threads inside each GEMM; NumPy's elementwise passes stay on one core;
+    batch  the batch cut in N row parts computed at once, one thread each, BLAS on one thread
+           (netcli.nn.split; only for networks whose gradient splits by rows: no dropout,
+           input corruption or sparsity penalty).
 
 `auto` for training times one training step (loss_and_grad on a first batch, the parameters
 and random streams left as they were) at 1 thread and at each power of two up to the cores this
-process may use, interleaved, and takes more threads only when they are at least
+process may use, both ways, interleaved, and takes more threads only when they are at least
 MIN_SPEEDUP faster, by the median and in most rounds: a step so short that threads cannot pay (under TINY_STEP seconds on one
 thread) is not probed at all. On a machine that other work shares, one thread usually wins:
 OpenBLAS's threads wait for each other at every GEMM, and a thread that lost its core stalls
-them all (measured: 9-20x slower steps for small nets).
+them all (measured: 9-20x slower steps for small nets). A pinned count N with `parallel: auto`
+probes the two ways at N.
 
-Thread counts change the last bits of a GEMM (OpenBLAS splits large products differently), so
-the count a run used is recorded in its summary.json; `--resume` reuses it.
+Thread counts and ways change the last bits of the gradient (OpenBLAS splits large products
+differently; parts are summed in another order), so what a run used is recorded in its
+summary.json; `--resume` reuses it.
 """
 
 from __future__ import annotations
@@ -33,16 +41,34 @@ INFERENCE_WORK = 5e7   # rows x parameters above which eval / predict use every 
                        # network, idle, 2 cores: 2 threads 5.8x slower at 7e6, 0.76x at 2.4e7, 0.6x at 7e7)
 
 
+BLAS, BATCH = "blas", "batch"   # the two ways of using more than one thread (training.parallel)
+
+
 @dataclass(frozen=True)
 class ThreadChoice:
-    """The BLAS threads a job uses, and why (said in the training log)."""
+    """The threads a job uses, how (`way`: BLAS or BATCH), and why (said in the training log)."""
 
     count: int
     setting: int | str          # what was asked: a number, or 'auto'
     reason: str
+    way: str = BLAS
+
+    @property
+    def split(self) -> int:
+        """Row parts per batch: count for the batch way, else 1 (BLAS threads within one part)."""
+        return self.count if self.way == BATCH and self.count > 1 else 1
+
+    @property
+    def blas(self) -> int:
+        """Threads BLAS itself gets."""
+        return 1 if self.split > 1 else self.count
+
+    def describe(self) -> str:
+        way = "" if self.count == 1 else (", batch cut in parts" if self.split > 1 else ", in BLAS")
+        return f"{self.count}{way} ({self.setting}: {self.reason})"
 
     def as_dict(self) -> dict:
-        return {"setting": self.setting, "used": self.count, "reason": self.reason}
+        return {"setting": self.setting, "used": self.count, "way": self.way, "reason": self.reason}
 
 
 def parse_threads(value) -> int | str:
@@ -129,13 +155,26 @@ def for_inference(setting, rows: int, parameters: int) -> ThreadChoice:
 
 
 def for_training(setting, step: Callable[[], object], cores: int | None = None,
-                 clock: Callable[[], float] = time.perf_counter) -> ThreadChoice:
-    """The thread count to train with: `setting` itself, or for 'auto' the fastest of 1, 2, 4, ...
+                 clock: Callable[[], float] = time.perf_counter, parallel: str = AUTO,
+                 split_step: Callable[[int], Callable[[], object]] | None = None) -> ThreadChoice:
+    """The threads to train with: `setting` itself, or for 'auto' the fastest of 1, 2, 4, ...
     cores threads at `step` (one training step that changes nothing) that beats one thread by
     MIN_SPEEDUP, by the median and in most of the interleaved rounds; a limit BLAS already has
-    (the environment's, a sweep worker's) is kept."""
+    (the environment's, a sweep worker's) is kept.
+
+    parallel: 'blas', 'batch' or 'auto' (both are timed); split_step(n): the same step with the
+    batch cut in n parts, or None when the network cannot split (then the way is BLAS).
+    """
+    ways = [w for w in (BLAS, BATCH) if parallel in (AUTO, w) and (w == BLAS or split_step is not None)]
+    unsplit = ""
+    if not ways:
+        ways, unsplit = [BLAS], ("; in BLAS, as parallel: batch needs a network whose gradient splits by "
+                                 "rows (no dropout, corrupt layer or sparsity penalty)")
     if setting != AUTO:
-        return fixed(int(setting))
+        n = int(setting)
+        if n == 1 or len(ways) == 1:
+            return ThreadChoice(n, n, "asked for" + unsplit, ways[0])
+        return _probe(n, [(n, way) for way in ways], step, split_step, clock, pinned=True)
     if cores is None:
         cores, limit = available_cores(), blas_limit()
         if limit is not None and limit < cores:   # OMP_NUM_THREADS=1, a sweep worker's limit: kept
@@ -147,33 +186,49 @@ def for_training(setting, step: Callable[[], object], cores: int | None = None,
         counts.append(counts[-1] * 2)
     if counts[-1] != cores:
         counts.append(cores)
+    return _probe(AUTO, [(1, BLAS)] + [(n, way) for n in counts[1:] for way in ways], step, split_step, clock)
 
-    def timed(n: int, steps: int = 1) -> float:
-        """Seconds per step over `steps` consecutive steps on n threads."""
-        with blas_threads(n):
+
+def _probe(setting, candidates: list[tuple[int, str]], step, split_step, clock, pinned: bool = False) -> ThreadChoice:
+    """Time the candidates (count, way) in interleaved rounds against the first one; take the
+    fastest that beats it by MIN_SPEEDUP by the median and in most rounds, else the first."""
+    steps_for = {c: step if c[1] == BLAS else split_step(c[0]) for c in candidates}
+
+    def timed(c: tuple[int, str], steps: int = 1) -> float:
+        """Seconds per step over `steps` consecutive steps of candidate c."""
+        n, way = c
+        with blas_threads(n if way == BLAS else 1):
             start = clock()
             for _ in range(steps):
-                step()
+                steps_for[c]()
             return (clock() - start) / steps
 
-    timed(1)                               # warm: caches, BLAS buffers, the first-call costs
-    single = timed(1)
-    if single < TINY_STEP:
-        return ThreadChoice(1, AUTO, f"a step takes {single * 1e3:.2f} ms on one thread; too short for threads")
-    for n in counts[1:]:
-        timed(n)
-    # blocks of consecutive steps (threads that stay awake, as in training), counts interleaved
-    # in every round so that a change of load hits them all; a count wins a round when it is
-    # MIN_SPEEDUP faster than one thread there, and is taken only if it wins most rounds too
-    steps = max(1, min(8, round(BLOCK_SECONDS / single)))
-    rounds = max(3, min(9, int(PROBE_SECONDS / (single * steps * len(counts)))))
-    times = {n: [] for n in counts}
+    base = candidates[0]
+    timed(base)                            # warm: caches, BLAS buffers, the first-call costs
+    first = timed(base)
+    if first < TINY_STEP:
+        if pinned:
+            return ThreadChoice(base[0], setting, f"a step takes {first * 1e3:.2f} ms; too short to measure the ways", BLAS)
+        return ThreadChoice(1, AUTO, f"a step takes {first * 1e3:.2f} ms on one thread; too short for threads")
+    for c in candidates[1:]:
+        timed(c)
+    # blocks of consecutive steps (threads that stay awake, as in training), candidates
+    # interleaved in every round so that a change of load hits them all; a candidate wins a
+    # round when it is MIN_SPEEDUP faster than the first there, and is taken only if it wins
+    # most rounds too
+    steps = max(1, min(8, round(BLOCK_SECONDS / first)))
+    rounds = max(3, min(9, int(PROBE_SECONDS / (first * steps * len(candidates)))))
+    times = {c: [] for c in candidates}
     for _ in range(rounds):
-        for n in counts:
-            times[n].append(timed(n, steps))
-    median = {n: statistics.median(t) for n, t in times.items()}
-    wins = {n: sum(t * MIN_SPEEDUP < one for t, one in zip(times[n], times[1])) for n in counts}
-    faster = [n for n in counts[1:] if median[n] * MIN_SPEEDUP < median[1] and 3 * wins[n] >= 2 * rounds]
-    best = min(faster, key=lambda n: (median[n], n)) if faster else 1
-    shown = ", ".join(f"{n} thread{'s' if n > 1 else ''} {median[n] * 1e3:.2f} ms" for n in counts)
-    return ThreadChoice(best, AUTO, f"probe, median step: {shown}")
+        for c in candidates:
+            times[c].append(timed(c, steps))
+    median = {c: statistics.median(t) for c, t in times.items()}
+    wins = {c: sum(t * MIN_SPEEDUP < one for t, one in zip(times[c], times[base])) for c in candidates}
+    faster = [c for c in candidates[1:] if median[c] * MIN_SPEEDUP < median[base] and 3 * wins[c] >= 2 * rounds]
+    best = min(faster, key=lambda c: (median[c], c)) if faster else base
+
+    def name(c):
+        n, way = c
+        return "1 thread" if n == 1 else f"{n} threads {'in BLAS' if way == BLAS else 'batch parts'}"
+    shown = ", ".join(f"{name(c)} {median[c] * 1e3:.2f} ms" for c in candidates)
+    return ThreadChoice(best[0], setting, f"probe, median step: {shown}", best[1])

@@ -25,7 +25,8 @@ from netcli.runs.checkpoint import CHECKPOINT, Checkpoint, Progress, load_checkp
 from netcli.runs.receipt import write_receipt
 from netcli.runs.weights import WEIGHTS, save_weights
 from netcli.signals import signals_ignored
-from netcli.threads import AUTO, ThreadChoice, blas_count, blas_threads, for_training
+from netcli.nn.split import SplitBatch
+from netcli.threads import AUTO, BATCH, BLAS, ThreadChoice, blas_count, blas_threads, for_training
 
 
 class Trainer:
@@ -49,6 +50,7 @@ class Trainer:
         if not self.optimizer.full_batch:
             self.optimizer.setup(self.net.theta)
         self.threads: ThreadChoice | None = None     # chosen as fit starts (choose_threads)
+        self._splits: dict[int, SplitBatch] = {}     # the batch cut in parts, by count (gradient)
         self.snapshot()
 
     # state -----------------------------------------------------------------
@@ -85,16 +87,26 @@ class Trainer:
     # threads ---------------------------------------------------------------
 
     def choose_threads(self, previous: dict | None = None) -> ThreadChoice:
-        """training.threads, or for auto: the count a resumed run used before (so it matches an
-        uninterrupted one), else the probe's choice on one step of the first batch."""
-        setting = self.spec.training.threads
-        if setting == AUTO and previous and isinstance(previous.get("used"), int) and previous["used"] >= 1:
-            return ThreadChoice(previous["used"], AUTO, "as this run used before")
-        return for_training(setting, self.probe_step())
+        """training.threads and training.parallel, or what a resumed run used before where they
+        are auto (so it matches an uninterrupted one), else the probe's choice on one step of
+        the first batch."""
+        training = self.spec.training
+        setting, parallel = training.threads, training.parallel
+        if previous and isinstance(previous.get("used"), int) and previous["used"] >= 1 and \
+                (setting == AUTO or (setting == previous["used"] and parallel == AUTO)):
+            way = previous.get("way", BLAS)          # summaries from before the batch way: BLAS
+            if way == BATCH and not self.net.splits_by_rows:
+                way = BLAS
+            return ThreadChoice(previous["used"], setting, "as this run used before", way)
+        split_step = self.probe_step if self.net.splits_by_rows else None
+        try:
+            return for_training(setting, self.probe_step(), parallel=parallel, split_step=split_step)
+        finally:
+            self._close_splits(keep=None)
 
-    def probe_step(self):
-        """One training step's loss and gradient on the first batch, leaving the parameters and
-        the layers' random streams as they were."""
+    def probe_step(self, parts: int = 1):
+        """One training step's loss and gradient on the first batch (cut in `parts` when more than
+        one), leaving the parameters and the layers' random streams as they were."""
         train, batch_size = self.p.train, self.spec.training.batch_size
         whole = self.optimizer.full_batch or batch_size == "full"
         batch = {}
@@ -103,21 +115,35 @@ class Trainer:
             if not batch:    # taken at the first step: a fixed count never probes
                 batch["Xy"] = train.take(np.arange(len(train) if whole else min(int(batch_size), len(train))))
                 batch["rng"] = self.net.rng_state()
+                batch["loss_and_grad"] = self.gradient(parts)
             with np.errstate(all="ignore"):
-                self.net.loss_and_grad(self.net.theta, *batch["Xy"])
+                batch["loss_and_grad"](self.net.theta, *batch["Xy"])
             self.net.set_rng_state(batch["rng"])
         return step
+
+    def gradient(self, parts: int):
+        """loss_and_grad(theta, X, y) for the network, with each batch cut in `parts` (SplitBatch,
+        made once per count and kept until fit ends) when more than one."""
+        if parts == 1:
+            return self.net.loss_and_grad
+        if parts not in self._splits:
+            self._splits[parts] = SplitBatch(self.net, parts)
+        return self._splits[parts].loss_and_grad
+
+    def _close_splits(self, keep: int | None) -> None:
+        for parts in [p for p in self._splits if p != keep]:
+            self._splits.pop(parts).close()
 
     def fit_on_threads(self, previous: dict | None = None) -> dict:
         """fit() on the thread count choose_threads gives, said in the log and recorded in the
         running summary.json at once (a killed run resumes on it too)."""
         self.threads = self.choose_threads(previous)
-        self.reporter.info(f"threads: {self.threads.count} ({self.threads.setting}: {self.threads.reason})")
+        self.reporter.info(f"threads: {self.threads.describe()}")
         self.run.write_json("summary.json", self._summary("running", self.progress.wall_seconds, ""))
         # scipy's minimizers run their own BLAS calls, small ones that threads only slow down
         # (measured: L-BFGS-B 4-18x slower per iteration on two threads); the threads go to the
         # network's loss_and_grad alone (_fit_full_batch)
-        with blas_threads(1 if self.optimizer.full_batch else self.threads.count):
+        with blas_threads(1 if self.optimizer.full_batch else self.threads.blas):
             return self.fit()
 
     # epochs ----------------------------------------------------------------
@@ -130,6 +156,8 @@ class Trainer:
         """Train to the end; returns summary.json's contents. Raises KeyboardInterrupt, JobFailed."""
         self.started, self.progress_wall_at_start = time.perf_counter(), self.progress.wall_seconds
         status, message = "finished", ""
+        parts = self.threads.split if self.threads is not None else 1
+        self.loss_and_grad = self.gradient(parts)
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is checked
                 if self.optimizer.full_batch:
@@ -143,6 +171,8 @@ class Trainer:
             self._keep_last_good("diverged", str(e))
             raise JobFailed(f"training diverged: {e}. The last good state (epoch {self.saved.progress.epoch}) "
                             f"is kept in {self.run.path}/checkpoint.npz") from None
+        finally:
+            self._close_splits(keep=None)
         es = self.spec.training.early_stopping
         if es is not None and es.restore_best and self.progress.best_theta is not None:
             self.net.theta[...] = self.progress.best_theta
@@ -178,7 +208,7 @@ class Trainer:
                         None if y_buf is None else np.take(train.y, idx, axis=0, out=y_buf[:len(idx)], mode="clip"))
                 else:
                     Xb, yb = (train.X, train.y) if whole and train.prep is None else train.take(idx)
-                loss, grad = net.loss_and_grad(net.theta, Xb, yb)
+                loss, grad = self.loss_and_grad(net.theta, Xb, yb)
                 self.progress.step += 1
                 if clip is None:
                     # the norms come from the step's own pass over the gradient; a non-finite
@@ -213,11 +243,11 @@ class Trainer:
         last = {"x": None, "terms": None}
         clock = {"t": time.perf_counter()}
 
-        threads = self.threads.count if self.threads is not None else None
+        threads = self.threads.blas if self.threads is not None else None
 
         def fun(theta):
             with blas_count(threads) if threads else nullcontext():
-                loss, grad = net.loss_and_grad(theta, X, y)
+                loss, grad = self.loss_and_grad(theta, X, y)
             self.progress.step += 1
             if not math.isfinite(self.watch.record(loss, grad)):
                 raise Diverged(self._diagnose(self.progress.epoch, None))

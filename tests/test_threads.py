@@ -61,6 +61,45 @@ def test_auto_probes_powers_of_two_up_to_the_cores():
     assert choice.count == 4          # 6 threads is not faster than 4
 
 
+class FakeWays(FakeClock):
+    """FakeClock with the batch way too: steps[("batch", n)] seconds a step cut in n parts."""
+
+    def split_step(self, n):
+        def step():
+            assert blas_now() == 1, "batch parts run with BLAS on one thread"
+            self.calls.append(("batch", n))
+            self.now += self.steps[("batch", n)]
+        return step
+
+
+@pytest.mark.parametrize("steps, chosen", [
+    ({1: 0.010, 2: 0.008, ("batch", 2): 0.006}, (2, "batch")),     # skinny GEMMs: parts win
+    ({1: 0.010, 2: 0.005, ("batch", 2): 0.008}, (2, "blas")),      # big GEMMs: BLAS's threads win
+    ({1: 0.010, 2: 0.030, ("batch", 2): 0.0098}, (1, "blas")),     # neither is 10% faster
+])
+def test_auto_times_both_ways_of_using_threads(steps, chosen):
+    clock = FakeWays(steps)
+    choice = threads.for_training("auto", clock.step, cores=2, clock=clock, split_step=clock.split_step)
+    assert (choice.count, choice.way) == chosen
+    assert set(clock.calls) == {1, 2, ("batch", 2)}
+    assert choice.split == (2 if chosen == (2, "batch") else 1)
+    assert "2 threads batch parts" in choice.reason and "2 threads in BLAS" in choice.reason
+
+
+def test_a_pinned_count_probes_only_the_way_and_a_pinned_way_only_the_count():
+    clock = FakeWays({1: 0.010, 2: 0.008, ("batch", 2): 0.006})
+    choice = threads.for_training(2, clock.step, clock=clock, split_step=clock.split_step)
+    assert (choice.count, choice.way, choice.setting) == (2, "batch", 2) and 1 not in clock.calls
+    clock.calls.clear()
+    choice = threads.for_training(2, clock.step, clock=clock, parallel="blas", split_step=clock.split_step)
+    assert (choice.count, choice.way, choice.reason) == (2, "blas", "asked for") and clock.calls == []
+    choice = threads.for_training("auto", clock.step, cores=2, clock=clock, parallel="blas",
+                                  split_step=clock.split_step)
+    assert ("batch", 2) not in clock.calls and choice.way == "blas"
+    choice = threads.for_training(2, clock.step, clock=clock, parallel="batch", split_step=None)
+    assert choice.way == "blas" and "splits by rows" in choice.reason      # a net with dropout
+
+
 def test_a_number_is_used_as_given_and_one_core_needs_no_probe():
     calls = []
     assert threads.for_training(3, lambda: calls.append(1)).count == 3
@@ -111,7 +150,7 @@ def test_the_run_records_the_threads_and_the_probe_changes_nothing(tmp_path, mon
     assert auto["threads"]["setting"] == "auto" and "probe" in auto["threads"]["reason"]
     used = auto["threads"]["used"]
     fixed = train_config(tmp_path, digits_config(training={"threads": used}, model=cfg["model"]), "fixed").summary
-    assert fixed["threads"] == {"setting": used, "used": used, "reason": "asked for"}
+    assert fixed["threads"] == {"setting": used, "used": used, "way": "blas", "reason": "asked for"}
     a, b = load_weights(tmp_path / "auto"), load_weights(tmp_path / "fixed")
     for key in a:
         if key.startswith("layers."):
@@ -131,7 +170,7 @@ def test_resume_uses_the_thread_count_the_run_used_before(tmp_path, monkeypatch)
     probed = []
     monkeypatch.setattr(training, "for_training", lambda *a, **k: probed.append(1))
     done = resume(tmp_path / "run").summary
-    assert done["threads"] == {"setting": "auto", "used": 2, "reason": "as this run used before"}
+    assert done["threads"] == {"setting": "auto", "used": 2, "way": "blas", "reason": "as this run used before"}
     assert probed == []
 
 
@@ -174,7 +213,7 @@ def test_a_full_batch_run_gives_its_threads_to_loss_and_grad_alone(tmp_path, mon
             seen["scipy"].add(blas_now())
 
     monkeypatch.setattr(Network, "loss_and_grad", counted)
-    cfg = digits_config(training={"threads": 2})
+    cfg = digits_config(training={"threads": 2, "parallel": "blas"})
     cfg["optimizer"] = {"type": "lbfgs", "max_iter": 3}
     train(write_config(tmp_path, cfg, "x"), run_dir=tmp_path / "run", reporter=Look(quiet=True))
     assert seen == {"gradient": {2}, "scipy": {1}}
@@ -213,3 +252,60 @@ def test_check_retrains_a_full_batch_run_on_the_threads_it_used(tmp_path, monkey
     monkeypatch.setattr(training, "for_training", lambda setting, step, **k: threads.fixed(setting)
                         if setting != "auto" else pytest.fail("--check must not probe"))
     assert check_run(tmp_path / "run")["match"]
+
+
+# -- the batch way in training ---------------------------------------------------------------
+
+def test_auto_and_the_choice_pinned_train_alike_with_the_batch_way_too(tmp_path, monkeypatch):
+    monkeypatch.setattr(threads, "TINY_STEP", 0.0)
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    monkeypatch.setattr(threads, "blas_limit", lambda: None)
+    monkeypatch.setattr(threads, "MIN_SPEEDUP", 0.0)      # any candidate wins: the fastest is taken
+    auto = train_config(tmp_path, digits_config(), "auto").summary["threads"]
+    assert auto["setting"] == "auto" and auto["way"] in ("blas", "batch")
+    pinned = digits_config(training={"threads": auto["used"], "parallel": auto["way"]})
+    fixed = train_config(tmp_path, pinned, "fixed").summary["threads"]
+    assert (fixed["used"], fixed["way"]) == (auto["used"], auto["way"])
+    a, b = load_weights(tmp_path / "auto"), load_weights(tmp_path / "fixed")
+    for key in a:
+        if key.startswith("layers."):
+            np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_the_batch_way_trains_like_one_thread_and_repeats_itself(tmp_path):
+    one = train_config(tmp_path, digits_config(training={"threads": 1}), "one").summary
+    runs = [train_config(tmp_path, digits_config(training={"threads": 2, "parallel": "batch"}), name).summary
+            for name in ("a", "b")]
+    assert runs[0]["threads"] == {"setting": 2, "used": 2, "way": "batch", "reason": "asked for"}
+    a, b, c = (load_weights(tmp_path / name) for name in ("a", "b", "one"))
+    for key in a:
+        if key.startswith("layers."):
+            np.testing.assert_array_equal(a[key], b[key])               # same parts, same bits
+            np.testing.assert_allclose(a[key], c[key], rtol=1e-3, atol=1e-4)   # the sums' order only
+    assert runs[0]["test"]["accuracy"] == pytest.approx(one["test"]["accuracy"], abs=0.01)
+
+
+def test_a_resumed_batch_way_run_matches_an_uninterrupted_one(tmp_path):
+    from netcli.training import resume, train
+    cfg = digits_config(training={"epochs": 4, "threads": 2, "parallel": "batch"})
+    path = write_config(tmp_path, cfg, "x")
+    train(path, run_dir=tmp_path / "whole")
+    with pytest.raises(Interrupted):
+        train(path, run_dir=tmp_path / "cut", reporter=StopAt(2))
+    done = resume(tmp_path / "cut").summary
+    assert done["threads"]["way"] == "batch" and done["epochs"] == 4
+    a, b = load_weights(tmp_path / "whole"), load_weights(tmp_path / "cut")
+    for key in a:
+        if key.startswith("layers."):
+            np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_a_network_with_dropout_gets_blas_threads_for_the_batch_way(tmp_path):
+    cfg = digits_config(training={"threads": 2, "parallel": "batch"},
+                        model={"layers": [{"type": "dense", "units": 16, "activation": "relu"},
+                                          {"type": "dropout", "rate": 0.3},
+                                          {"type": "dense", "units": 10, "activation": "softmax"}]})
+    result = invoke("train", write_config(tmp_path, cfg, "x"), "--run-dir", tmp_path / "run")
+    assert result.exit_code == 0, result.stderr
+    assert "parallel: batch needs a network whose gradient splits by rows" in " ".join(result.stderr.split())
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["threads"]["way"] == "blas"

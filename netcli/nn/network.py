@@ -8,6 +8,7 @@ penalties act on one contiguous block `theta[:n_weights]`.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -99,6 +100,10 @@ class Network:
         self.n_weights = sum(s.size for s in self.slots if s.spec.decay)
         self.theta = np.zeros(offset, dtype=self.dtype)
         self.grad = np.zeros(offset, dtype=self.dtype)
+        self._bind_parameters()
+
+    def _bind_parameters(self):
+        """Each layer's tensors as views of theta, their gradients as views of grad."""
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
         for slot in self.slots:
@@ -109,6 +114,23 @@ class Network:
             setattr(layer, "d" + slot.attr, gview)
             self.params[slot.name] = view
             self.grads[slot.name] = gview
+
+    def replica(self) -> "Network":
+        """Another network over this one's theta (its tensors are views of it) with its own
+        layers' state and its own grad: for parts of a batch computed at the same time
+        (netcli.nn.split)."""
+        twin = copy.deepcopy(self)
+        twin.theta = self.theta
+        twin.grad = np.zeros_like(self.grad)
+        twin._bind_parameters()
+        return twin
+
+    @property
+    def splits_by_rows(self) -> bool:
+        """Whether the data term's gradient on a batch is the row-weighted mean of its gradients
+        on parts of the batch, computed on their own: every layer treats rows apart, and no
+        penalty looks at a whole batch's activations (sparsity's mean activation does)."""
+        return not self.activation_penalties and all(layer.splits_by_rows for layer in self.layers)
 
     def init_params(self, rng: np.random.Generator, init: str = "glorot_uniform") -> None:
         """Draw weights from the initializer, set constant-filled tensors (biases)."""
@@ -238,13 +260,30 @@ class Network:
         J, input_grads = self._loss_and_grad(theta, X, y, train, keep_input_grads=True)
         return J, self.grad, list(self.inputs), input_grads
 
+    def data_loss_and_grad(self, X: np.ndarray, y: np.ndarray, train: bool = True) -> float:
+        """The data term alone on (X, y) at the current theta, its gradient in grad (no penalty):
+        one part of a batch (netcli.nn.split), for a network that splits_by_rows."""
+        self.inputs, self.zs, self.activations = [], [], []
+        out = self._run(self._check_input(X), train, 0, fused_output=self.loss.fused_activation is not None)
+        data = float(self.loss.forward(out, y.astype(self.dtype, copy=False)))
+        self._backward(self.loss.backward())
+        return data
+
+    def add_weight_penalties(self, grad: np.ndarray) -> float:
+        """The weight penalties' value at theta; their gradient added into grad (theta's shape)."""
+        self._add_weight_penalty_grads(grad)
+        return float(sum(p.value(self.theta[:self.n_weights]) for p in self.weight_penalties))
+
+    def _add_weight_penalty_grads(self, grad: np.ndarray) -> None:
+        w, gw = self.theta[:self.n_weights], grad[:self.n_weights]
+        for p in self.weight_penalties:
+            p.add_grad(w, gw)
+
     def _loss_and_grad(self, theta, X, y, train, keep_input_grads):
         data, penalty = self.objective(theta, X, y, train)
         self.last_terms = (data, penalty)
         input_grads = self._backward(self.loss.backward(), keep_input_grads)
-        w, gw = self.theta[:self.n_weights], self.grad[:self.n_weights]
-        for p in self.weight_penalties:
-            p.add_grad(w, gw)
+        self._add_weight_penalty_grads(self.grad)
         return data + penalty, input_grads
 
     def _backward(self, d_out, keep_input_grads: bool = False) -> list[np.ndarray] | None:

@@ -55,11 +55,14 @@ class Layer:
         finish_backward()    per step, once every layer's backward has run: for a gradient
                              that belongs to another layer's tensor (dense_tied adds its
                              share into its source's dW, which that layer's backward assigns)
-    bind and finish_backward do nothing unless a layer needs them.
+    bind and finish_backward do nothing unless a layer needs them. `splits_by_rows` says
+    whether a batch may be computed in row parts, one replica of the network each
+    (netcli.nn.split); a layer that draws random numbers per batch sets it False.
     """
 
     activation = None
     rng: np.random.Generator | None = None
+    splits_by_rows = True   # training forward on rows a:b of a batch = rows a:b of it on the whole batch
 
     def bind(self, earlier: list["Layer"]) -> None:
         """Meet the layers before this one (earlier[j] is layer j); raise BuildError if one this

@@ -18,6 +18,8 @@ class Dropout(Layer):
     The mask comes from the network's seeded generator, so runs are reproducible.
     """
 
+    splits_by_rows = False   # the mask is drawn for the whole batch, in row order
+
     def __init__(self, rate: UnitFloat = 0.5):
         self.rate = rate
 
@@ -45,6 +47,8 @@ class Corrupt(Layer):
     kind gaussian: y = x + rate * e, e ~ N(0, 1)
     The target stays the clean input.      x: (N, ...) -> y: same shape
     """
+
+    splits_by_rows = False   # the noise is drawn for the whole batch, in row order
 
     def __init__(self, rate: UnitFloat = 0.3, kind: Literal["mask", "gaussian"] = "mask"):
         self.rate, self.kind = rate, kind
