@@ -56,8 +56,8 @@ class NetcliGroup(click.Group):
 
 # -- options several commands share -------------------------------------------------
 
-set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                          help="Override a config key, e.g. --set optimizer.lr=0.01 --set model.layers.0.units=32.")
+def set_option(help: str = "Override a config key, e.g. --set optimizer.lr=0.01 --set model.layers.0.units=32."):
+    return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=help)
 
 
 def json_option(what: str = "the result"):
@@ -97,7 +97,7 @@ def _emit_json(obj) -> None:
 
 @cli.command()
 @click.argument("config", required=False, type=click.Path())
-@set_option
+@set_option()
 @click.option("--run-dir", type=click.Path(), help="Write the run here instead of runs/<name>-<time>.")
 @click.option("--runs", "runs_base", default="runs", show_default=True, type=click.Path(),
               help="Folder that holds the run directories.")
@@ -307,7 +307,7 @@ def export_cmd(run_dir, fmt, out):
 @click.option("--max-coords", type=int, help="Check at most N random coordinates per tensor.")
 @click.option("--random", "use_random", is_flag=True, help="Random inputs and targets instead of the data.")
 @click.option("--seed", default=0, show_default=True)
-@set_option
+@set_option()
 @threads_option
 @json_option("the report")
 def gradcheck(target, eps, tol, method, examples, max_coords, use_random, seed, overrides, threads, as_json):
@@ -362,7 +362,7 @@ def _print_report(report, source, m):
 
 @cli.command()
 @click.argument("config", type=click.Path())
-@set_option
+@set_option()
 @click.option("--static", is_flag=True, help="Check the config alone, without reading its data files.")
 def validate(config, overrides, static):
     """Check a config without training: its keys, that its network fits together, and (unless
@@ -392,7 +392,7 @@ def schema():
 
 @cli.command()
 @click.argument("target", type=click.Path())
-@set_option
+@set_option()
 def summary(target, overrides):
     """Layers, output shapes, parameter counts and the objective being minimized."""
     from netcli.inspection import layer_rows, load_target, objective_formula
@@ -519,16 +519,16 @@ def _metric(pair) -> str:
 @click.argument("config", type=click.Path())
 @click.option("--optimizers", default="sgd,momentum,adam,cg,lbfgs", show_default=True, metavar="A,B,...",
               help="The optimizers to compare, by registered name.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config key for every run (as train --set), or one optimizer's setting: "
-                   "--set sgd.lr=0.05, --set cg.max_iter=300.")
+@set_option("Override a config key for every run (as train --set), or one optimizer's setting: "
+            "--set sgd.lr=0.05, --set cg.max_iter=300.")
 @click.option("--budget", type=click.IntRange(min=1), metavar="N",
               help="Epochs of each first-order run and optimizer.max_iter of cg and lbfgs "
                    "[default: the config's training.epochs, or its max_iter for a full-batch config].")
 @click.option("--out", type=click.Path(), help="The comparison folder [default: runs/compare/<config>-<time>].")
 @click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,
-              help="BLAS threads for every run (0: BLAS's own default); one thread keeps the timings "
-                   "steady on a shared machine.")
+              help="BLAS threads for every run (0: BLAS's own default). A fixed number, not auto as "
+                   "elsewhere: the runs' timings are compared, so every run gets the same threads, and "
+                   "one thread keeps them steady on a shared machine.")
 @click.option("--verbose", "-v", is_flag=True, help="Every epoch of every run on stderr.")
 @json_option("comparison.json's contents (instead of the table)")
 def compare(config, optimizers, overrides, budget, out, threads, verbose, as_json):
@@ -664,7 +664,7 @@ def _cell(value) -> str:
 
 @cli.command()
 @click.argument("config", required=False, type=click.Path())
-@set_option
+@set_option()
 @click.option("--grid", multiple=True, metavar="KEY=V1,V2,...",
               help="An axis whose every value is tried (YAML values; a list in [...] is one value).")
 @click.option("--random", "n_random", type=int, metavar="N", help="Draw N values of the --range axes (per grid point).")

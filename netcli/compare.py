@@ -35,7 +35,7 @@ import numpy as np
 from netcli import __version__
 from netcli.config import Config, load_config, parse_path, parse_value
 from netcli.errors import ConfigError, JobFailed, NetcliError
-from netcli.files import timestamped_path, to_plain
+from netcli.files import timestamped_path, write_json
 from netcli.log import Reporter
 from netcli.metrics import headline
 from netcli.optim import OPTIMIZERS
@@ -292,7 +292,7 @@ def run(p: Plan, console=None, verbose: bool = False) -> Comparison:
         talk.print(f"    {status}: {row['epochs']} {'iterations' if row['full_batch'] else 'epochs'}, "
                    f"{row['grad_evals']:.4g} gradient evaluations, J {_g(row['final_objective'])}, "
                    f"{row['seconds']:.2f} s" + (f"; {message}" if message else ""), markup=False)
-        _write(comparison)
+        write_json(comparison.path / COMPARISON_FILE, comparison.doc)
     hashes = {r["initial_theta_sha256"] for r in doc["runs"] if r["initial_theta_sha256"]}
     doc["same_initial_theta"] = len(hashes) == 1
     doc["initial_theta_sha256"] = hashes.pop() if len(hashes) == 1 else None
@@ -300,7 +300,7 @@ def run(p: Plan, console=None, verbose: bool = False) -> Comparison:
         talk.print("warning: the runs did not start from the same theta (the SHA-256 at their first gradient "
                    "evaluation differs); the comparison is not like for like", markup=False)
     plots.plot_comparison(doc["runs"], _title(p, doc), p.path / FIGURE_FILE, _evals_label(batch, len(X)))
-    _write(comparison)
+    write_json(comparison.path / COMPARISON_FILE, comparison.doc)
     return comparison
 
 
@@ -321,12 +321,6 @@ def _row(entrant: Entrant, run_dir: Path, curve: Curve, summary: dict, status: s
             "seconds": round(curve.seconds, 6), "wall_seconds": summary.get("wall_seconds"),
             "test": headline(summary.get("test")), "initial_theta_sha256": curve.initial_theta,
             "curve": curve.points}
-
-
-def _write(comparison: Comparison) -> None:
-    from netcli.files import atomic_write
-    with atomic_write(comparison.path / COMPARISON_FILE) as f:
-        f.write(json.dumps(comparison.doc, indent=2, default=to_plain) + "\n")
 
 
 def _evals_label(batch, m: int) -> str:

@@ -18,13 +18,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
-import numpy as np
 import yaml
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model,
                       model_serializer, model_validator)
 
 from netcli.constraints import NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat
 from netcli.errors import ConfigError
+from netcli.files import plain
 from netcli.nn import ACTIVATIONS, LAYERS, LOSSES, REGULARIZERS
 from netcli.nn.tasks import Task, task_for
 from netcli.optim import OPTIMIZERS, SCHEDULES
@@ -266,26 +266,12 @@ def config_from_mapping(mapping: Mapping, source: str = "<dict>", overrides=()) 
     Python values are first taken as the YAML values they stand for (tuples as lists, NumPy
     scalars as numbers, paths as strings); data paths are relative to the working directory.
     The mapping itself is not changed."""
-    data = yaml_values(mapping)
+    data = plain(mapping)
     overridden = set()
     for item in overrides:
         overridden.add(apply_override(data, item))
     absolute_paths(data, Path.cwd())
     return validate(data, source, {}, overridden)
-
-
-def yaml_values(value):
-    """A copy of a Python value as plain YAML values: mappings as dicts, tuples and lists as lists,
-    NumPy scalars and arrays as numbers and lists, os.PathLike as str; other values as they are."""
-    if isinstance(value, Mapping):
-        return {k: yaml_values(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [yaml_values(v) for v in value]
-    if isinstance(value, (np.generic, np.ndarray)):
-        return yaml_values(value.tolist()) if isinstance(value, np.ndarray) else value.item()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value
 
 
 def read_config_text(path: str | Path) -> str:

@@ -9,6 +9,8 @@ from annotated_types import Ge, Gt, Interval
 
 PositiveInt = Annotated[int, Gt(0)]
 NonNegativeInt = Annotated[int, Ge(0)]
+PositiveInts = PositiveInt | list[PositiveInt]           # 3 or [3, 5]: one per spatial axis
+NonNegativeInts = NonNegativeInt | list[NonNegativeInt]
 PositiveFloat = Annotated[float, Gt(0)]
 NonNegativeFloat = Annotated[float, Ge(0)]
 OpenUnitFloat = Annotated[float, Interval(gt=0, lt=1)]   # 0 < x < 1

@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from netcli.errors import JobFailed, NetcliError
+from netcli.config import load_mapping, read_config_text
+from netcli.errors import ConfigError, JobFailed, NetcliError
 from netcli.runs import RunDir, resolve_run
 from netcli.runs.receipt import read_receipt, theta_sha256
 
@@ -101,13 +102,13 @@ def _short(value) -> str:
 # -- two runs -----------------------------------------------------------------------------
 
 def read_config(run_path: Path) -> dict:
-    try:
-        data = yaml.safe_load((Path(run_path) / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise NetcliError(f"{run_path}/config.yaml: cannot read it ({type(e).__name__}: {e})") from None
-    if not isinstance(data, dict):
-        raise NetcliError(f"{run_path}/config.yaml: is not a mapping; the file is damaged")
-    return data
+    """A run's config.yaml as its mapping, read as any config is; a missing, empty or damaged
+    file is a ConfigError that names it."""
+    path = Path(run_path) / "config.yaml"
+    text = read_config_text(path)
+    if not text.strip():
+        raise ConfigError(f"{path}: is empty; the run's config is damaged")
+    return load_mapping(text, str(path))[0]
 
 
 def config_differences(a: dict, b: dict) -> list[dict]:

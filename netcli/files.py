@@ -1,5 +1,5 @@
-"""Files netcli writes and reads back, written once: atomic writes, NPZ arrays, JSON lines,
-plain JSON values, and new timestamped folders (run directories, sweep directories)."""
+"""Files netcli writes and reads back, written once: atomic writes, NPZ arrays, JSON files and
+lines, plain JSON values, and new timestamped folders (run directories, sweep directories)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -82,14 +83,25 @@ def to_plain(value):
 
 
 def plain(value):
-    """A value with NumPy scalars inside lists and dicts turned into Python ones (for YAML)."""
+    """A copy of a Python value as plain YAML/JSON values: mappings as dicts, tuples and lists as
+    lists, NumPy scalars and arrays as numbers and lists, os.PathLike as str; the rest as they are."""
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist())
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     return value
+
+
+def write_json(path: Path, obj) -> None:
+    """obj as indented JSON (NumPy values as plain ones), written atomically."""
+    with atomic_write(path) as f:
+        f.write(json.dumps(obj, indent=2, default=to_plain) + "\n")
 
 
 def append_jsonl(path: Path, record: dict) -> None:

@@ -5,6 +5,7 @@ stopping all read these rules from here."""
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -17,15 +18,18 @@ def higher_is_better(metric: str) -> bool:
     return metric.endswith(HIGHER_IS_BETTER)
 
 
+def _finite(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def improves(value: float, best: float | None, metric: str, min_delta: float = 0.0) -> bool:
-    """value beats best by more than min_delta in metric's direction (any value beats None)."""
-    if best is None:
+    """value beats best by more than min_delta in metric's direction. A non-finite value never
+    improves and any finite one beats no best, as in best_validation: [nan, 0.5] -> 0.5."""
+    if not _finite(value):
+        return False
+    if best is None or not _finite(best):
         return True
     return value > best + min_delta if higher_is_better(metric) else value < best - min_delta
-
-
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def best_validation(records: list[dict]) -> dict | None:

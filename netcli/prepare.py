@@ -16,7 +16,7 @@ from netcli.errors import DataError, NetcliError
 from netcli.nn import LOSSES, Network
 from netcli.nn.layers.base import BuildError
 from netcli.nn.regularizers import make_penalties
-from netcli.nn.tasks import Binary, Task
+from netcli.nn.tasks import Task
 from netcli.runs.weights import load_weights_into
 
 
@@ -137,7 +137,7 @@ def prepare(config: Config, rngs: dict | None = None, *, train_table: Table | No
     if not lazy or d.normalize != "none":  # lazy data without statistics is checked batch by batch
         check_table_finite(table)
     classes = None
-    if isinstance(task, Binary) and np.asarray(table.target).dtype.kind in "US":
+    if task.binary and np.asarray(table.target).dtype.kind in "US":
         classes = class_labels(table.target)
         if len(classes) != 2:
             raise DataError(f"{table.source}: binary_cross_entropy needs two labels in the target column "

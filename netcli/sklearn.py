@@ -72,11 +72,11 @@ except ImportError as e:   # scikit-learn missing, or older than 1.6 (validate_d
 
 from netcli.api import Run
 from netcli.config import (AUTO, Config, ConfigSpec, absolute_paths, apply_override, config_from_mapping,
-                           load_mapping, parse_path, read_config_text, validate, yaml_values)
+                           load_mapping, parse_path, read_config_text, validate)
 from netcli.errors import ConfigError, DataError, JobFailed, NetcliError
+from netcli.files import plain
 from netcli.log import Reporter
 from netcli.nn import LAYERS, LOSSES
-from netcli.nn.tasks import Binary
 from netcli.prepare import build_network, prepare, rng_streams
 from netcli.readers import Table, read_frame
 from netcli.registry import UnknownName
@@ -164,7 +164,7 @@ class _NetEstimator(BaseEstimator):
                     value = {} if value else None        # True: netcli's defaults; False: none
                 if arg == "lr" and data.get("optimizer") is None:
                     data["optimizer"] = _default_optimizer()   # the learning rate of netcli's default
-                _put(data, parse_path(key), yaml_values(value))
+                _put(data, parse_path(key), plain(value))
                 given[parse_path(key)] = arg
             seed = self._seed()
             if seed is not None:
@@ -187,7 +187,7 @@ class _NetEstimator(BaseEstimator):
         if self.config is None:
             return {}, {}, type(self).__name__
         if isinstance(self.config, Mapping):
-            return yaml_values(self.config), {}, "<dict>"
+            return plain(self.config), {}, "<dict>"
         path = os.fspath(self.config)
         data, lines = load_mapping(read_config_text(path), path)
         absolute_paths(data, Path(path).parent)
@@ -206,7 +206,7 @@ class _NetEstimator(BaseEstimator):
         model = data.get("model")
         if self.layers is None and isinstance(model, dict) and "layers" in model:
             return
-        layers = yaml_values(DEFAULT_HIDDEN if self.layers is None else self.layers)
+        layers = plain(DEFAULT_HIDDEN if self.layers is None else self.layers)
         if self.layers is not None:
             given[("model", "layers")] = "layers"
         if isinstance(layers, list):
@@ -324,7 +324,7 @@ class NetClassifier(ClassifierMixin, _NetEstimator):
 
     def _check_loss(self, config):
         task = config.task
-        if not (task.labelled or isinstance(task, Binary)):
+        if not task.classifies:
             raise config.error("loss", f"{config.spec.loss!r} is not a classification loss; "
                                        f"{type(self).__name__} trains with cross_entropy or "
                                        f"binary_cross_entropy")
@@ -343,7 +343,7 @@ class NetClassifier(ClassifierMixin, _NetEstimator):
         binary_cross_entropy: text labels, or else 0/1 (is it classes_[1])."""
         labels = np.asarray(y.tolist()) if y.dtype.kind == "O" else y
         labels = labels if labels.dtype.kind in "biufUS" else labels.astype(str)
-        if isinstance(config.task, Binary) and labels.dtype.kind not in "US":
+        if config.task.binary and labels.dtype.kind not in "US":
             if len(self.classes_) != 2:
                 raise InputError(f"{type(self).__name__}: binary_cross_entropy needs 2 classes in y, found "
                                  f"{len(self.classes_)}; for more use loss='cross_entropy'")
@@ -357,7 +357,7 @@ class NetClassifier(ClassifierMixin, _NetEstimator):
     def predict_proba(self, X) -> np.ndarray:
         """(n_samples, n_classes) probabilities, columns in classes_' order."""
         out = self._outputs(X)
-        if isinstance(self.run_.task, Binary):
+        if self.run_.task.binary:
             return np.column_stack([1.0 - out[:, 0], out[:, 0]])
         return out
 
@@ -386,7 +386,7 @@ class NetRegressor(RegressorMixin, _NetEstimator):
 
     def _check_loss(self, config):
         task = config.task
-        if task.labelled or isinstance(task, Binary) or task.reconstructs:
+        if task.classifies or task.reconstructs:
             raise config.error("loss", f"{config.spec.loss!r} is not a regression loss; "
                                        f"{type(self).__name__} trains with mse")
 
@@ -519,7 +519,7 @@ def _seed_of(value):
         return int(value.randint(np.iinfo(np.int32).max))
     if isinstance(value, np.random.Generator):
         return int(value.integers(2**63 - 1))
-    return yaml_values(value)
+    return plain(value)
 
 
 def _default_optimizer() -> str:

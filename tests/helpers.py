@@ -3,7 +3,8 @@
 - configs, runs and the CLI: configs written by tests use absolute paths to the bundled
   data, so a test can run from any working directory; every run goes under the test's tmp_path;
 - the layer harness (`check_case`, `check_gradients`, `assert_gradients_pass`): every gradient
-  test builds a real netcli Network and checks it with netcli.gradcheck.check_network.
+  test builds a real netcli Network and checks it with netcli.gradcheck.check_network; tests
+  that drive layers by hand build theirs with `layer_network`, on the same Network.
 """
 
 from __future__ import annotations
@@ -245,13 +246,22 @@ def make_targets(kind: str, shape: tuple[int, ...], rng: np.random.Generator) ->
     raise ValueError(f"unknown target kind {kind!r}")
 
 
-def case_network(case: Case, rng: np.random.Generator) -> Network:
-    """The case's float64 Network; every parameter N(0, 0.5^2), biases too, so nothing
-    starts at a special point."""
+def case_network(case: Case, rng: np.random.Generator, dtype=np.float64) -> Network:
+    """The case's Network (float64 unless told); every parameter N(0, 0.5^2), biases too, so
+    nothing starts at a special point."""
     weight_penalties, activation_penalties = make_penalties(case.penalties)
     net = Network(case.layers, case.input_shape, LOSSES.get(case.loss)(), weight_penalties,
-                  activation_penalties, dtype=np.float64)
+                  activation_penalties, dtype=dtype)
     net.theta[...] = rng.normal(scale=0.5, size=net.size)
+    return net
+
+
+def layer_network(case: Case, rng: np.random.Generator, dtype=np.float64) -> Network:
+    """case_network for tests that call the layers' forward and backward themselves: the real
+    Network's flat theta and grad (views per layer), the grad filled with NaN so that entries a
+    backward leaves unassigned show."""
+    net = case_network(case, rng, dtype)
+    net.grad[...] = np.nan
     return net
 
 

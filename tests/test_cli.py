@@ -309,3 +309,20 @@ def test_version():
     import netcli
     result = invoke("--version")
     assert result.exit_code == 0 and netcli.__version__ in result.stdout
+
+
+# -- options several commands share ------------------------------------------------------
+
+def test_every_set_option_is_the_shared_one():
+    """--set is declared once (cli.set_option): every command that takes it parses it alike."""
+    from netcli.cli import cli
+    sets = {name: next(p for p in command.params if "--set" in p.opts)
+            for name, command in cli.commands.items() if any("--set" in p.opts for p in command.params)}
+    assert {"train", "compare", "sweep"} <= set(sets)
+    assert {(p.name, p.multiple, p.metavar) for p in sets.values()} == {("overrides", True, "KEY=VALUE")}
+    assert "sgd.lr=0.05" in sets["compare"].help                       # its own help, the same option
+
+
+def test_compare_threads_says_why_it_is_pinned():
+    text = " ".join(invoke("compare", "--help").stdout.split())
+    assert "A fixed number, not auto as elsewhere: the runs' timings are compared" in text

@@ -291,6 +291,18 @@ def test_error_in_a_section_created_by_set_says_set(tmp_path):
     assert message.startswith("--set training.early_stopping"), message
 
 
+def test_python_values_become_the_yaml_values_they_stand_for():
+    """One rule (files.plain) for dict configs, the sklearn wrapper and the sweep's axes."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from netcli.files import plain
+    value = {"a": (np.int64(3), [np.float32(0.5)]), "b": np.arange(2), "c": Path("x/y.csv"), "d": None}
+    assert plain(value) == {"a": [3, [0.5]], "b": [0, 1], "c": "x/y.csv", "d": None}
+    assert type(plain(value)["a"][0]) is int and type(plain(np.bool_(True))) is bool
+
+
 # -- the resolved config ---------------------------------------------------------
 
 MINIMAL = """\

@@ -8,6 +8,7 @@ Their gradients are checked in tests/test_gradients.py, case by case from the on
 from __future__ import annotations
 
 import itertools
+import re
 import zlib
 from pathlib import Path
 
@@ -18,21 +19,14 @@ from gradient_cases import cases
 from netcli.nn import LAYERS, LOSSES, Network
 from netcli.nn.network import BuildError
 
+from helpers import Case, layer_network
+
 ROOT = Path(__file__).resolve().parents[1]
 CONV_FAMILY = ["conv2d", "conv1d", "maxpool2d", "avgpool2d", "maxpool1d", "avgpool1d", "flatten", "reshape"]
 
 
 def rng_for(name: str) -> np.random.Generator:
     return np.random.default_rng(zlib.crc32(name.encode()))
-
-
-def attach(layer, in_shape, rng, dtype=np.float64):
-    """Build the layer and give it random parameters and NaN-filled gradient views."""
-    out_shape = layer.build(tuple(in_shape))
-    for name, spec in layer.param_specs().items():
-        setattr(layer, name, rng.normal(scale=0.5, size=spec.shape).astype(dtype))
-        setattr(layer, "d" + name, np.full(spec.shape, np.nan, dtype=dtype))
-    return tuple(out_shape)
 
 
 # -- slow, obviously correct references ------------------------------------------------
@@ -97,7 +91,7 @@ def pool_loops(x, size, stride, reduce):
 def test_conv2d_forward_matches_loops(c_in, in_hw, kernel, stride, padding, dilation):
     rng = rng_for(f"conv2d{c_in}{in_hw}{kernel}{stride}{padding}{dilation}")
     layer = LAYERS.get("conv2d")(3, kernel, stride=stride, padding=padding, dilation=dilation)
-    out_shape = attach(layer, (c_in, *in_hw), rng)
+    out_shape = layer_network(Case([layer], (c_in, *in_hw)), rng).output_shape
     x = rng.normal(size=(2, c_in, *in_hw))
     y = layer.forward(x, True)
     expected = conv2d_loops(x, layer.W, layer.b, layer.s, layer.p, layer.d)
@@ -114,7 +108,7 @@ def test_conv2d_forward_matches_loops(c_in, in_hw, kernel, stride, padding, dila
 def test_conv1d_forward_matches_loops(c_in, length, kernel, stride, padding, dilation):
     rng = rng_for(f"conv1d{c_in}{length}{kernel}{stride}{padding}{dilation}")
     layer = LAYERS.get("conv1d")(4, kernel, stride=stride, padding=padding, dilation=dilation)
-    out_shape = attach(layer, (c_in, length), rng)
+    out_shape = layer_network(Case([layer], (c_in, length)), rng).output_shape
     x = rng.normal(size=(3, c_in, length))
     y = layer.forward(x, True)
     expected = conv1d_loops(x, layer.W, layer.b, stride, padding, dilation)
@@ -214,11 +208,8 @@ def test_float32_stays_float32(case_id, factory):
     """The conv, pooling and shape layers' gradient cases, layer by layer in float32."""
     rng = rng_for(case_id)
     case = factory()
-    layers, in_shape = case.layers, case.input_shape
-    shape = tuple(in_shape)
-    for layer in layers:
-        shape = attach(layer, shape, rng, dtype=np.float32)
-    a = rng.normal(size=(3, *in_shape)).astype(np.float32)
+    layers = layer_network(case, rng, np.float32).layers
+    a = rng.normal(size=(3, *case.input_shape)).astype(np.float32)
     for layer in layers:
         a = layer.forward(a, True)
         assert a.dtype == np.float32, f"{layer.describe()} forward gave {a.dtype}"
@@ -233,7 +224,7 @@ def test_float32_stays_float32(case_id, factory):
 def test_scratch_buffers_follow_the_batch_size_and_never_alias_outputs():
     rng = rng_for("scratch")
     layer = LAYERS.get("conv2d")(3, 3, padding=1)
-    attach(layer, (2, 5, 5), rng)
+    layer_network(Case([layer], (2, 5, 5)), rng)
     fresh = LAYERS.get("conv2d")(3, 3, padding=1)
     fresh.build((2, 5, 5))
     fresh.W, fresh.b = layer.W, layer.b
@@ -269,6 +260,24 @@ def test_sizes_that_do_not_fit_are_build_errors(layer, in_shape, message):
         build(layer(), in_shape)
     assert message in str(err.value)
     assert err.value.key == "model.layers[0]"
+
+
+@pytest.mark.parametrize("line, says", [
+    ("{type: conv2d, channels: 32, kernel: [3, -1], padding: 1}", "model.layers[0].kernel[1]: must be > 0, got -1"),
+    ("{type: conv2d, channels: 32, kernel: 3, padding: [1, -1]}", "model.layers[0].padding[1]: must be >= 0"),
+    ("{type: maxpool2d, size: [2, 0]}", "model.layers[0].size[1]: must be > 0, got 0"),
+])
+def test_a_config_s_ints_inside_a_list_are_checked_by_the_validator(tmp_path, line, says):
+    """constraints.PositiveInts / NonNegativeInts: the config path never reaches as_tuple's checks."""
+    from netcli.config import load_config
+    from netcli.errors import ConfigError
+
+    text = (ROOT / "configs" / "digits_cnn.yaml").read_text()
+    text = text.replace("{type: conv2d, channels: 32, kernel: 3, padding: 1, activation: relu}", line, 1)
+    path = tmp_path / "cnn.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        load_config(path)
 
 
 def test_digits_cnn_config_builds_with_sensible_shapes():

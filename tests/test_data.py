@@ -209,6 +209,17 @@ def test_unseen_label_at_eval_is_a_data_error(blobs_run, tmp_path):
     assert_user_error(invoke("eval", run_dir, "--data", p), 2, "row 3", "'fox'")
 
 
+@pytest.mark.parametrize("loss, classifies, binary", [
+    ("cross_entropy", True, False), ("binary_cross_entropy", True, True), ("mse", False, False)])
+def test_a_loss_s_task_says_whether_it_classifies_and_whether_it_answers_yes_or_no(loss, classifies, binary):
+    """Callers (prepare, the sklearn wrapper, the ONNX export) read these, not the task's class."""
+    from netcli.nn import LOSSES
+    from netcli.nn.tasks import TASKS
+    task = LOSSES.get(loss).task
+    assert (task.classifies, task.binary) == (classifies, binary)
+    assert not TASKS["autoencoder"].classifies and TASKS["autoencoder"].reconstructs
+
+
 # -- NPZ -------------------------------------------------------------------------
 
 def test_npz_with_x_and_y(tmp_path):

@@ -190,7 +190,7 @@ def test_onnx_matches_netcli(trained, name):
     assert got["output"].dtype == np.float32 and got["output"].shape == want.shape
     np.testing.assert_allclose(got["output"], want, rtol=F32, atol=F32)
     assert np.abs(want).max() > 1e-3   # not a trivially zero output
-    if run.task.labelled or run.task.name == "binary":
+    if run.task.classifies:
         assert np.array_equal(got["label"], run.predict(X)), (got["label"][:5], run.predict(X)[:5])
     else:
         assert set(got) == {"output"}

@@ -10,6 +10,7 @@ import lzma
 import zipfile
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from netcli.errors import DataError
@@ -98,7 +99,6 @@ def test_a_delimiter_is_one_character(tmp_path):
 
 @pytest.fixture
 def parquet_file(tmp_path):
-    pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
     df = pd.DataFrame({"id": ["p", "q", "r"], "a": [1.0, 3.0, -5.0], "b": [2, 4, 6],
                        "animal": ["cat", "dog", "cat"]})
@@ -125,7 +125,6 @@ def test_parquet_columns_by_name_and_a_text_feature(parquet_file):
 
 
 def test_parquet_nan_is_named(tmp_path):
-    pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
     path = tmp_path / "nan.pq"
     pd.DataFrame({"a": [1.0, np.nan], "y": [0, 1]}).to_parquet(path)

@@ -203,6 +203,20 @@ def test_diff_without_receipts_still_compares_config_and_metrics(trained, tmp_pa
     assert d["metrics"]["parted"] is None
 
 
+@pytest.mark.parametrize("text, says", [
+    ("", "config.yaml: is empty; the run's config is damaged"),
+    ("- 1\n- 2\n", "config.yaml:1: the config must be a mapping of keys"),
+    ("seed: [1\n", "config.yaml:2: malformed YAML"),
+])
+def test_diff_of_a_run_whose_config_is_damaged_names_the_file(trained, tmp_path, text, says):
+    """Read as every config is (config.load_mapping): the message names the file and its line."""
+    _, run = trained
+    copy = tmp_path / "damaged"
+    shutil.copytree(run, copy)
+    (copy / "config.yaml").write_text(text)
+    assert_user_error(invoke("diff", run, copy), 2, str(copy / "config.yaml"), says)
+
+
 def test_metrics_parting_and_tolerance():
     a = [{"epoch": 1, "loss": 1.0, "seconds": 0.1}, {"epoch": 2, "loss": 0.5}, {"epoch": 3, "loss": 0.25}]
     b = [{"epoch": 1, "loss": 1.0 + 1e-9, "seconds": 9.0}, {"epoch": 2, "loss": 0.5}, {"epoch": 3, "loss": 0.3}]

@@ -23,6 +23,8 @@ from netcli.gradcheck import check_array
 from netcli.nn import LAYERS, LOSSES, Network
 from netcli.nn.network import BuildError
 
+from helpers import Case, layer_network
+
 EPS = 1e-6
 TOL = 1e-7
 KINDS = ["rnn", "lstm", "gru"]
@@ -116,32 +118,18 @@ def truncated_objective(kind, p, X, R, H, K, return_sequences, frozen):
     return float(total)
 
 
-# -- a layer on its own, for the truncated objective ---------------------------------
-
-def attach(layer, in_shape, rng, dtype=np.float64, scale=0.5):
-    """Build the layer; its parameters as views of one flat theta (random, biases too) and
-    its gradients as views of one flat grad filled with NaN (unassigned entries show)."""
-    out_shape = tuple(layer.build(tuple(in_shape)))
-    specs = layer.param_specs()
-    sizes = {k: int(np.prod(s.shape)) for k, s in specs.items()}
-    theta = rng.normal(scale=scale, size=sum(sizes.values())).astype(dtype)
-    grad = np.full(theta.size, np.nan, dtype=dtype)
-    params, grads, offset = {}, {}, 0
-    for name, spec in specs.items():
-        params[name] = theta[offset:offset + sizes[name]].reshape(spec.shape)
-        grads[name] = grad[offset:offset + sizes[name]].reshape(spec.shape)
-        setattr(layer, name, params[name])
-        setattr(layer, "d" + name, grads[name])
-        offset += sizes[name]
-    return out_shape, params, grads
-
+# -- one layer on the real Network, driven by hand, for the truncated objective ------------
 
 def make(kind, units, T, D, N, seed, dtype=np.float64, **kwargs):
+    """The layer, its parameters and gradients by name (views of the Network's theta and
+    NaN-filled grad), a batch x: (N, T, D) and an upstream gradient r shaped like its output."""
     rng = rng_for(kind, units, T, D, N, seed, kwargs.get("return_sequences", False))  # bptt: same draw
     layer = LAYERS.get(kind)(units, **kwargs)
-    out_shape, params, grads = attach(layer, (T, D), rng, dtype)
+    net = layer_network(Case([layer], (T, D)), rng, dtype)
+    params = {k.removeprefix("layers.0."): v for k, v in net.params.items()}
+    grads = {k.removeprefix("layers.0."): v for k, v in net.grads.items()}
     x = rng.normal(size=(N, T, D)).astype(dtype)
-    r = rng.normal(size=(N, *out_shape)).astype(dtype)
+    r = rng.normal(size=(N, *net.output_shape)).astype(dtype)
     return layer, params, grads, x, r
 
 

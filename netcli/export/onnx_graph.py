@@ -39,7 +39,6 @@ from netcli.export.common import RawInput, raw_input, require
 from netcli.files import to_plain
 from netcli.nn import activations as acts
 from netcli.nn.layers import conv, dense, gru, lstm, maxout, noise, pool, rnn, shape
-from netcli.nn.tasks import Binary
 
 OPSET = 17        # onnxruntime has run every op used here since 1.13
 IR_VERSION = 8    # the IR of opset 17
@@ -260,7 +259,7 @@ def _labels(g: Graph, task, classes, out: str) -> tuple[str, np.ndarray | None]:
     direct = LABEL if classes is None else None
     if task.labelled:
         index = g.node("ArgMax", [out], "labels", axis=-1, keepdims=0, out=direct)
-    elif isinstance(task, Binary):
+    elif task.binary:
         yes = g.node("Greater", [out, g.const("labels.half", np.array(0.5))], "labels")
         index = g.node("Cast", [yes], "labels", to=7, out=direct)   # 7: TensorProto.INT64
     else:

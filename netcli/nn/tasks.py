@@ -13,8 +13,14 @@ class Task:
 
     name = ""
     labelled = False        # targets are class labels, one-hot encoded over the training classes
+    binary = False          # outputs are independent yes/no probabilities: the answer is out > 0.5
     reconstructs = False    # the target is the input itself (no target column)
     metric = "mse"          # the headline metric of `score` (val_<metric> in metrics.jsonl)
+
+    @property
+    def classifies(self) -> bool:
+        """The answers are classes (one of k labels, or yes/no), not values."""
+        return self.labelled or self.binary
 
     def score(self, out: np.ndarray, y: np.ndarray) -> dict:
         diff = (out - y).astype(np.float64)
@@ -71,6 +77,7 @@ class Binary(Task):
     second is 1, and answers are given as the labels."""
 
     name = "binary"
+    binary = True
     metric = "accuracy"
 
     def score(self, out, y):

@@ -22,7 +22,8 @@ except ImportError:   # not POSIX: runs are not locked
     fcntl = None
 
 from netcli.errors import NetcliError
-from netcli.files import append_jsonl, atomic_write, fsync_dir, read_json, read_jsonl, timestamped_path, to_plain
+from netcli.files import (append_jsonl, atomic_write, fsync_dir, read_json, read_jsonl, timestamped_path, to_plain,
+                          write_json)
 
 LATEST = "latest"
 METRICS = "metrics.jsonl"
@@ -119,7 +120,7 @@ class RunDir:
             f.write(text)
 
     def write_json(self, name: str, obj) -> None:
-        self.write_text(name, json.dumps(obj, indent=2, default=to_plain) + "\n")
+        write_json(self.path / name, obj)
 
     def append_metrics(self, record: dict) -> None:
         append_jsonl(self.path / METRICS, record)

@@ -34,17 +34,15 @@ from numpy.lib.stride_tricks import as_strided
 from netcli.nn.activations import make_activation
 from netcli.nn.layers import LAYERS
 from netcli.nn.layers.base import BuildError, Layer, ParamSpec
-from netcli.constraints import ActivationSpec, NonNegativeInt, PositiveInt
-
-PositiveInts = PositiveInt | list[PositiveInt]
-NonNegativeInts = NonNegativeInt | list[NonNegativeInt]
+from netcli.constraints import ActivationSpec, NonNegativeInt, NonNegativeInts, PositiveInt, PositiveInts
 
 
 def as_tuple(name: str, value, n: int, minimum: int) -> tuple[int, ...]:
     """An int, or a list of n ints, -> n ints >= minimum; BuildError otherwise.
 
-    (The config validator checks plain ints against the markers; ints inside a list
-    are checked here.)"""
+    (A config's values, in a list or not, are checked by the validator against the markers;
+    the list's length, n per input rank, is known only here. Layers built in Python, without
+    a config, get every check here.)"""
     values = list(value) if isinstance(value, (list, tuple)) else [value] * n
     if len(values) != n or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         raise BuildError(f"{name} must be an integer or a list of {n} integers, got {value!r}")

@@ -21,8 +21,8 @@ import numpy as np
 
 from netcli.nn.layers import LAYERS
 from netcli.nn.layers.base import BuildError, Layer
-from netcli.nn.layers.conv import PositiveInts, as_tuple, as_tuple_or_raw, check_rank, fmt
-from netcli.constraints import PositiveInt
+from netcli.nn.layers.conv import as_tuple, as_tuple_or_raw, check_rank, fmt
+from netcli.constraints import PositiveInt, PositiveInts
 
 
 class _Pool(Layer):

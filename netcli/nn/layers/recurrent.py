@@ -61,6 +61,8 @@ class Recurrent(Layer):
         if len(in_shape) != 2:
             raise BuildError(f"expects a sequence of T steps of D features per example, (T, D), "
                              f"got input shape {list(in_shape)}; set model.input: [T, D]")
+        # a config's bptt is checked by the validator (PositiveInt); a layer built in Python is not,
+        # and bptt 0 would divide by zero in backward, a negative one truncate silently wrong
         if self.bptt is not None and (isinstance(self.bptt, bool) or not isinstance(self.bptt, int)
                                       or self.bptt < 1):
             raise BuildError(f"bptt must be a positive number of steps or null (full BPTT), got {self.bptt!r}")
