@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 TINY = 1e-300
+SPLIT_CHECK = "theta, batch in 2 parts"   # the gradient of a batch cut in parts (netcli.nn.split)
 
 
 @dataclass
@@ -141,7 +142,9 @@ def check_network(net, X: np.ndarray, y: np.ndarray, *, eps: float = 1e-6, metho
     (dropout) is reseeded before every evaluation so all of them see the same draw.
     The analytic side is `net.loss_and_input_grads`, whose backward is the in-place code
     that trains; the differences come from `net.objective` (parameters) and
-    `net.objective_from(i, x, y)` (layer i's input x).
+    `net.objective_from(i, x, y)` (layer i's input x). A network that splits by rows may
+    train with its batch cut in parts (training.parallel: batch), so that gradient,
+    netcli.nn.split's, is checked too, over all of theta ("theta, batch in 2 parts").
     """
     if net.dtype != np.float64:
         raise TypeError("check_network needs a float64 network")
@@ -181,5 +184,12 @@ def check_network(net, X: np.ndarray, y: np.ndarray, *, eps: float = 1e-6, metho
             coords = pick_coordinates(x.size, max_coords, rng)
             checks.append(check_array(f"layers.{i}.input", x, dx, from_layer, eps=eps, method=method,
                                       tol=tol, coords=coords, patterns=net.kink_patterns))
+    if net.splits_by_rows and len(X) > 1 and net.size:
+        from netcli.nn.split import SplitBatch
+        with SplitBatch(net, 2) as split:
+            split.loss_and_grad(net.theta, X, y)
+        coords = pick_coordinates(net.theta.size, max_coords, rng)
+        checks.append(check_array(SPLIT_CHECK, net.theta, net.grad.copy(), whole_objective,
+                                  eps=eps, method=method, tol=tol, coords=coords, patterns=net.kink_patterns))
     fd_seconds = time.perf_counter() - start
     return Report(all(c.ok for c in checks), tol, eps, method, checks, backprop_seconds, fd_seconds)

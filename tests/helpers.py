@@ -23,7 +23,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from netcli.cli import cli
-from netcli.gradcheck import Report, TensorCheck, check_array, check_network
+from netcli.gradcheck import SPLIT_CHECK, Report, TensorCheck, check_array, check_network
 from netcli.log import Reporter
 from netcli.nn import LOSSES, Network
 from netcli.nn.regularizers import make_penalties
@@ -325,6 +325,8 @@ def assert_gradients_pass(net: Network, result: GradientCheck, *, kinks: bool = 
     and agrees with finite differences to a relative error under tol; kinks=False: no
     coordinate straddled a kink."""
     expected = set(net.params) | {f"layers.{i}.input" for i in range(len(net.layers))}
+    if net.splits_by_rows and net.size and len(net.inputs[0]) > 1:   # the batch way trains this net too
+        expected.add(SPLIT_CHECK)
     assert {t.name for t in result.report.tensors} == expected
     for t in result.tensors:
         assert t.checked > 0, f"{t.name}: no coordinate checked ({t.kinks} on kinks)"
