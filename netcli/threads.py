@@ -36,7 +36,9 @@ AUTO = "auto"
 MIN_SPEEDUP = 1.10     # more threads must make a step this much faster (less than 10% is not worth their risk)
 TINY_STEP = 0.5e-3     # seconds: a step shorter than this on one thread stays on one thread
 PROBE_SECONDS = 0.5    # about the most a probe spends timing steps (each count gets 3 rounds or more)
-BLOCK_SECONDS = 5e-3   # a round times consecutive steps for about this long (at most 8 steps)
+BLOCK_SECONDS = 20e-3  # a round times consecutive steps for about this long (2 to 8 steps), after one
+                       # untimed step: a way's first step after another way's is slow (a sleeping core
+                       # wakes, BLAS's threads spin on), not what training, which stays on one, sees
 INFERENCE_WORK = 5e7   # rows x parameters above which eval / predict use every core (measured on W1's
                        # network, idle, 2 cores: 2 threads 5.8x slower at 7e6, 0.76x at 2.4e7, 0.6x at 7e7)
 
@@ -174,7 +176,10 @@ def for_training(setting, step: Callable[[], object], cores: int | None = None,
         n = int(setting)
         if n == 1 or len(ways) == 1:
             return ThreadChoice(n, n, "asked for" + unsplit, ways[0])
-        return _probe(n, [(n, way) for way in ways], step, split_step, clock, pinned=True)
+        # the batch way first: BLAS's threads must beat it by MIN_SPEEDUP, as they lose more in the
+        # training loop than probe steps show (measured, 2 cores: W3's epoch 2.02 s on BLAS's two
+        # threads, 1.36 s in batch parts; W4's 2.0-2.3 against 1.5-1.9)
+        return _probe(n, [(n, BATCH), (n, BLAS)], step, split_step, clock, pinned=True)
     if cores is None:
         cores, limit = available_cores(), blas_limit()
         if limit is not None and limit < cores:   # OMP_NUM_THREADS=1, a sweep worker's limit: kept
@@ -190,45 +195,66 @@ def for_training(setting, step: Callable[[], object], cores: int | None = None,
 
 
 def _probe(setting, candidates: list[tuple[int, str]], step, split_step, clock, pinned: bool = False) -> ThreadChoice:
-    """Time the candidates (count, way) in interleaved rounds against the first one; take the
-    fastest that beats it by MIN_SPEEDUP by the median and in most rounds, else the first."""
-    steps_for = {c: step if c[1] == BLAS else split_step(c[0]) for c in candidates}
+    """Time the candidates (count, way) in interleaved rounds, each against one thread in the same
+    round; take the fastest that beats the first candidate by MIN_SPEEDUP, by the median and in
+    most rounds, else the first.
 
-    def timed(c: tuple[int, str], steps: int = 1) -> float:
-        """Seconds per step over `steps` consecutive steps of candidate c."""
+    The candidates that leave BLAS on one thread (one thread, the batch way) are timed first, in
+    rounds of their own, and BLAS's threads only after them: OpenBLAS's threads spin on a core
+    for a while after each threaded call (measured: W3's batch parts 14-18 ms a step just after
+    BLAS's two threads, 9-10 ms in a row), which training on the batch way never sees.
+    """
+    one = (1, BLAS)
+    steps_for = {c: step if c[1] == BLAS else split_step(c[0]) for c in {one, *candidates}}
+
+    def timed(c: tuple[int, str], steps: int = 1, lead_in: bool = False) -> float:
+        """Seconds per step over `steps` consecutive steps of candidate c (after one untimed)."""
         n, way = c
         with blas_threads(n if way == BLAS else 1):
+            if lead_in:
+                steps_for[c]()
             start = clock()
             for _ in range(steps):
                 steps_for[c]()
             return (clock() - start) / steps
 
-    base = candidates[0]
-    timed(base)                            # warm: caches, BLAS buffers, the first-call costs
-    first = timed(base)
+    timed(one)                             # warm: caches, BLAS buffers, the first-call costs
+    first = timed(one)
     if first < TINY_STEP:
         if pinned:
-            return ThreadChoice(base[0], setting, f"a step takes {first * 1e3:.2f} ms; too short to measure the ways", BLAS)
+            return ThreadChoice(candidates[0][0], setting, f"a step takes {first * 1e3:.2f} ms; too short "
+                                f"to measure the ways", BLAS)
         return ThreadChoice(1, AUTO, f"a step takes {first * 1e3:.2f} ms on one thread; too short for threads")
-    for c in candidates[1:]:
-        timed(c)
-    # blocks of consecutive steps (threads that stay awake, as in training), candidates
-    # interleaved in every round so that a change of load hits them all; a candidate wins a
-    # round when it is MIN_SPEEDUP faster than the first there, and is taken only if it wins
-    # most rounds too
-    steps = max(1, min(8, round(BLOCK_SECONDS / first)))
-    rounds = max(3, min(9, int(PROBE_SECONDS / (first * steps * len(candidates)))))
-    times = {c: [] for c in candidates}
-    for _ in range(rounds):
-        for c in candidates:
-            times[c].append(timed(c, steps))
-    median = {c: statistics.median(t) for c, t in times.items()}
-    wins = {c: sum(t * MIN_SPEEDUP < one for t, one in zip(times[c], times[base])) for c in candidates}
+    quiet = [c for c in candidates if c != one and (c[0] == 1 or c[1] == BATCH)]
+    loud = [c for c in candidates if c != one and c not in quiet]
+    # blocks of consecutive steps (threads that stay awake, as in training), interleaved with
+    # one thread's in every round so that a change of load hits them all
+    steps = max(2, min(8, round(BLOCK_SECONDS / first)))
+    blocks = 2 + len(quiet) + len(loud)
+    rounds = max(3, min(9, int(PROBE_SECONDS / (first * (steps + 1) * blocks))))
+    ratio: dict = {one: [1.0] * rounds}
+    median_time: dict = {}
+    for phase in (quiet, loud):
+        if not phase:
+            continue
+        for c in phase:
+            timed(c)
+        times = {c: [] for c in (one, *phase)}
+        for _ in range(rounds):
+            for c in (one, *phase):
+                times[c].append(timed(c, steps, lead_in=True))
+        for c in phase:
+            ratio[c] = [t / t1 for t, t1 in zip(times[c], times[one])]
+            median_time[c] = statistics.median(times[c])
+        median_time.setdefault(one, statistics.median(times[one]))
+    base = candidates[0]
+    median = {c: statistics.median(r) for c, r in ratio.items()}
+    wins = {c: sum(q * MIN_SPEEDUP < b for q, b in zip(ratio[c], ratio[base])) for c in ratio}
     faster = [c for c in candidates[1:] if median[c] * MIN_SPEEDUP < median[base] and 3 * wins[c] >= 2 * rounds]
     best = min(faster, key=lambda c: (median[c], c)) if faster else base
 
     def name(c):
         n, way = c
         return "1 thread" if n == 1 else f"{n} threads {'in BLAS' if way == BLAS else 'batch parts'}"
-    shown = ", ".join(f"{name(c)} {median[c] * 1e3:.2f} ms" for c in candidates)
+    shown = ", ".join(f"{name(c)} {median_time[c] * 1e3:.2f} ms" for c in (one, *quiet, *loud))
     return ThreadChoice(best[0], setting, f"probe, median step: {shown}", best[1])

@@ -105,19 +105,31 @@ class Trainer:
             self._close_splits(keep=None)
 
     def probe_step(self, parts: int = 1):
-        """One training step's loss and gradient on the first batch (cut in `parts` when more than
-        one), leaving the parameters and the layers' random streams as they were."""
+        """One training step on one of the first batches (up to 4, in turn, as training moves from
+        batch to batch; cut in `parts` when more than one): its loss and gradient, and for a
+        first-order optimizer its update, applied by an optimizer of its own to a copy of theta
+        (the update runs BLAS on one thread: what BLAS's threads do between gradients shows in
+        the time). The parameters, the optimizer and the layers' random streams are left as
+        they were."""
         train, batch_size = self.p.train, self.spec.training.batch_size
         whole = self.optimizer.full_batch or batch_size == "full"
         batch = {}
 
         def step():
             if not batch:    # taken at the first step: a fixed count never probes
-                batch["Xy"] = train.take(np.arange(len(train) if whole else min(int(batch_size), len(train))))
+                rows = len(train) if whole else min(int(batch_size), len(train))
+                batch["all"] = [train.take(np.arange(a, a + rows)) for a in range(0, min(len(train), 4 * rows) - rows + 1, rows)]
+                batch["i"] = 0
                 batch["rng"] = self.net.rng_state()
                 batch["loss_and_grad"] = self.gradient(parts)
+                if not self.optimizer.full_batch:
+                    batch["theta"], batch["optimizer"] = self.net.theta.copy(), self.spec.optimizer.build()
+                    batch["optimizer"].setup(batch["theta"])
             with np.errstate(all="ignore"):
-                batch["loss_and_grad"](self.net.theta, *batch["Xy"])
+                batch["i"] = (batch["i"] + 1) % len(batch["all"])
+                _, grad = batch["loss_and_grad"](self.net.theta, *batch["all"][batch["i"]])
+                if "optimizer" in batch:
+                    batch["optimizer"].step_and_measure(batch["theta"], grad, self.optimizer.lr, self.watch.parts)
             self.net.set_rng_state(batch["rng"])
         return step
 

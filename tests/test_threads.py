@@ -89,7 +89,11 @@ def test_auto_times_both_ways_of_using_threads(steps, chosen):
 def test_a_pinned_count_probes_only_the_way_and_a_pinned_way_only_the_count():
     clock = FakeWays({1: 0.010, 2: 0.008, ("batch", 2): 0.006})
     choice = threads.for_training(2, clock.step, clock=clock, split_step=clock.split_step)
-    assert (choice.count, choice.way, choice.setting) == (2, "batch", 2) and 1 not in clock.calls
+    assert (choice.count, choice.way, choice.setting) == (2, "batch", 2)
+    clock = FakeWays({1: 0.010, 2: 0.004, ("batch", 2): 0.008})
+    assert threads.for_training(2, clock.step, clock=clock, split_step=clock.split_step).way == "blas"
+    clock = FakeWays({1: 0.010, 2: 0.0075, ("batch", 2): 0.008})     # BLAS not 10% faster: batch
+    assert threads.for_training(2, clock.step, clock=clock, split_step=clock.split_step).way == "batch"
     clock.calls.clear()
     choice = threads.for_training(2, clock.step, clock=clock, parallel="blas", split_step=clock.split_step)
     assert (choice.count, choice.way, choice.reason) == (2, "blas", "asked for") and clock.calls == []
@@ -98,6 +102,13 @@ def test_a_pinned_count_probes_only_the_way_and_a_pinned_way_only_the_count():
     assert ("batch", 2) not in clock.calls and choice.way == "blas"
     choice = threads.for_training(2, clock.step, clock=clock, parallel="batch", split_step=None)
     assert choice.way == "blas" and "splits by rows" in choice.reason      # a net with dropout
+
+
+def test_the_batch_way_is_timed_before_blas_threads_wake():
+    clock = FakeWays({1: 0.010, 2: 0.008, ("batch", 2): 0.006})
+    threads.for_training("auto", clock.step, cores=2, clock=clock, split_step=clock.split_step)
+    first_threaded = clock.calls.index(2)
+    assert ("batch", 2) in clock.calls[:first_threaded] and ("batch", 2) not in clock.calls[first_threaded:]
 
 
 def test_a_number_is_used_as_given_and_one_core_needs_no_probe():
