@@ -326,9 +326,21 @@ ConfigLoader.add_implicit_resolver(
     list("-+0123456789."))
 
 
-def parse_value(text: str):
-    """One YAML value as a config reads it (`--set` values, sweep axes)."""
-    return yaml.load(text, Loader=ConfigLoader)
+def parse_value(text: str, where: str | None = None):
+    """One YAML value as a config reads it (`--set` values, sweep axes), held to a config file's
+    rules before it is built: an alias bomb, an alias that contains itself or a key given twice
+    is a ConfigError naming `where` (`--set optimizer`; default: the text). Text that is not
+    YAML raises yaml.YAMLError, as yaml.load does."""
+    where = where or f"value {_SHORT.repr(text)}"
+    loader = ConfigLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(node, where, lines=False)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 _STDIN_PATH = re.compile(r"^(\s*(?:train|val|test)\s*:\s*)-(\s*(?:#.*)?)$", re.M)
@@ -356,8 +368,7 @@ def load_yaml(text: str, source: str):
     try:
         node = loader.get_single_node()
         if node is not None:
-            _check_no_cycles(node, source)
-            _check_size(node, source)
+            _check_nodes(node, source)
         data = loader.construct_document(node) if node is not None else None
     except yaml.constructor.ConstructorError as e:
         mark = e.problem_mark
@@ -380,14 +391,9 @@ def load_yaml(text: str, source: str):
             return
         seen.add(id(n))
         if isinstance(n, yaml.MappingNode):
-            first: dict = {}
+            # merge keys are flattened by now: merged pairs first, so a key that overrides one
+            # (`{<<: *base, units: 32}`) comes last and names its own line
             for key, value in n.value:
-                if isinstance(key, yaml.ScalarNode) and key.value != "<<":
-                    if key.value in first:
-                        raise ConfigError(f"{source}:{key.start_mark.line + 1}: {format_path(path + (key.value,))}: "
-                                          f"key given twice (first on line {first[key.value]}); "
-                                          f"YAML would keep only the last")
-                    first[key.value] = key.start_mark.line + 1
                 p = path + (key.value,)
                 lines[p] = key.start_mark.line + 1
                 walk(value, p)
@@ -404,7 +410,52 @@ def load_yaml(text: str, source: str):
 MAX_VALUES = 100_000   # values a config may expand to, aliases followed; real configs have hundreds
 
 
-def _check_size(root, source: str) -> None:
+MERGE_TAG = "tag:yaml.org,2002:merge"   # the `<<` of `{<<: *base, units: 32}`
+
+
+def _check_nodes(root, source: str, lines: bool = True) -> None:
+    """A YAML document's node graph, before anything is built from it: no alias that contains
+    itself, no alias bomb, no key given twice. lines: name the line in `source` (a file); a
+    `--set` value or a sweep axis is named by `source` alone."""
+    _check_no_cycles(root, source, lines)
+    _check_size(root, source, lines)
+    _check_unique_keys(root, source, lines)
+
+
+def _at(source: str, node, lines: bool) -> str:
+    return f"{source}:{node.start_mark.line + 1}" if lines else source
+
+
+def _check_unique_keys(root, source: str, lines: bool = True) -> None:
+    """A key given twice in one mapping is refused: YAML would keep only the last, silently.
+    Checked on the nodes as written, before the constructor flattens merge keys into the
+    mapping, so a key that overrides a merged one (`{<<: *base, units: 32}`) is fine, as YAML
+    means it to be. Each shared node is checked once, in the order of the text."""
+    seen: set[int] = set()
+    stack = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        children = []
+        if isinstance(node, yaml.MappingNode):
+            first: dict = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != MERGE_TAG:
+                    if key.value in first:
+                        where = format_path(path + (key.value,))
+                        also = f" (first on line {first[key.value].start_mark.line + 1})" if lines else ""
+                        raise ConfigError(f"{_at(source, key, lines)}: {where}: key given twice{also}; "
+                                          f"YAML would keep only the last")
+                    first[key.value] = key
+                children.append((value, path + (key.value,)))
+        elif isinstance(node, yaml.SequenceNode):
+            children = [(item, path + (i,)) for i, item in enumerate(node.value)]
+        stack.extend(reversed(children))
+
+
+def _check_size(root, source: str, lines: bool = True) -> None:
     """Refuse a config whose aliases expand to more than MAX_VALUES values (an 'alias bomb':
     nine levels of nine aliases are 387 million values), naming the keys that hold them.
     Counted over the node graph, each shared node once, so counting costs no more than the text."""
@@ -426,8 +477,8 @@ def _check_size(root, source: str) -> None:
         [(None, v) for v in root.value] if isinstance(root, yaml.SequenceNode) else []
     big = [(k, v) for k, v in pairs if sizes[id(v)] > MAX_VALUES] or [(None, root)]
     keys = ", ".join(k.value for k, _ in big if k is not None)
-    line = (big[0][0] or big[0][1]).start_mark.line + 1
-    raise ConfigError(f"{source}:{line}: {keys + ': ' if keys else ''}the YAML aliases here expand to more "
+    where = _at(source, big[0][0] or big[0][1], lines)
+    raise ConfigError(f"{where}: {keys + ': ' if keys else ''}the YAML aliases here expand to more "
                       f"than {MAX_VALUES:,} values; a config needs far fewer (is it an alias bomb?)")
 
 
@@ -437,7 +488,7 @@ def _children(node) -> list:
     return node.value if isinstance(node, yaml.SequenceNode) else []
 
 
-def _check_no_cycles(root, source: str) -> None:
+def _check_no_cycles(root, source: str, lines: bool = True) -> None:
     """A YAML alias that contains itself (`a: &x [*x]`) has no value."""
     done, stack = set(), [(root, False)]
     on_path: set[int] = set()
@@ -448,14 +499,14 @@ def _check_no_cycles(root, source: str) -> None:
             done.add(id(node))
             continue
         if id(node) in on_path:
-            raise ConfigError(f"{source}:{node.start_mark.line + 1}: a YAML alias refers to itself")
+            raise ConfigError(f"{_at(source, node, lines)}: a YAML alias refers to itself")
         if id(node) in done:
             continue
         on_path.add(id(node))
         stack.append((node, True))
         for child in _children(node):
             if id(child) in on_path:
-                raise ConfigError(f"{source}:{child.start_mark.line + 1}: a YAML alias refers to itself")
+                raise ConfigError(f"{_at(source, child, lines)}: a YAML alias refers to itself")
             stack.append((child, False))
 
 
@@ -482,7 +533,7 @@ def apply_override(data: dict, item: str) -> tuple:
     if not sep or not path:
         raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. optimizer.lr=0.01")
     try:
-        parsed = parse_value(value)
+        parsed = parse_value(value, f"--set {format_path(path)}")
     except yaml.YAMLError:
         parsed = value
     target = data
