@@ -114,7 +114,7 @@ def plan(config_path: str | Path, optimizers=DEFAULT_OPTIMIZERS, overrides=(), b
                 raise NetcliError(f"--set {item}: {head} is not among --optimizers ({', '.join(names)})")
             if len(path) != 2 or not isinstance(path[1], str) or not sep:
                 raise NetcliError(f"--set {item}: expected {head}.KEY=VALUE, e.g. {head}.lr=0.05")
-            own[head][path[1]] = _value(text)
+            own[head][path[1]] = _value(text, f"--set {key.strip()}")
         else:
             base_sets.append(item)
     base = load_config(config_path, base_sets)
@@ -338,10 +338,10 @@ def _settings(block: dict) -> str:
     return ", ".join(f"{k}={_g(v)}" for k, v in block.items() if k != "type") or "defaults"
 
 
-def _value(text: str):
+def _value(text: str, where: str):
     import yaml
     try:
-        return parse_value(text)
+        return parse_value(text, where)
     except yaml.YAMLError:
         return text
 
