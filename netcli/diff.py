@@ -205,7 +205,8 @@ def check_run(run_path: str | Path, reporter=None) -> dict:
     check that weights.npz still holds the theta the receipt names.
 
     -> {run, match, receipt, weights, retrained, data, metrics}; raises NetcliError for a run
-    without a receipt or one that did not finish."""
+    without a receipt, one that did not finish, and one extended while its schedule uses the
+    total epochs (summary.json's "extended": no config retrains it)."""
     import tempfile
 
     from threadpoolctl import threadpool_limits
@@ -220,9 +221,18 @@ def check_run(run_path: str | Path, reporter=None) -> dict:
     if status != "finished":
         raise NetcliError(f"{run_path}: the run's receipt is of a run that ended {status!r}, not finished; "
                           f"--check retrains to the end, so finish it first (netcli train --resume {run_path})")
+    summary = RunDir(path).read_summary()
+    extended = summary.get("extended")
+    if isinstance(extended, list) and extended:
+        first = extended[0] if isinstance(extended[0], dict) else {}
+        raise NetcliError(f"{run_path}: was extended by --resume --set training.epochs (at epoch "
+                          f"{first.get('from_epoch')}, to {first.get('epochs')} epochs) and its "
+                          f"{first.get('schedule', 'learning-rate')} schedule follows the total, so its "
+                          f"learning rates differ from a fresh run of its config.yaml; --check cannot "
+                          f"reproduce it (summary.json: extended)")
     recorded = receipt["theta"].get("sha256")
     weights = theta_sha256(load_run(path).net.theta)
-    recorded_threads = RunDir(path).read_summary().get("threads") or {}
+    recorded_threads = summary.get("threads") or {}
     used, way = recorded_threads.get("used"), recorded_threads.get("way")
     threads = [p.get("num_threads") for p in receipt.get("blas", {}).get("threadpools", [])
                if p.get("user_api") == "blas" and isinstance(p.get("num_threads"), int)]

@@ -24,7 +24,7 @@ from netcli.runs import RunDir, resolve_run
 from netcli.runs.checkpoint import CHECKPOINT, Checkpoint, Progress, load_checkpoint, save_checkpoint
 from netcli.runs.receipt import write_receipt
 from netcli.runs.weights import WEIGHTS, save_weights
-from netcli.signals import signals_ignored
+from netcli.signals import interrupt_once
 from netcli.nn.split import SplitBatch
 from netcli.threads import AUTO, BATCH, BLAS, ThreadChoice, blas_count, blas_threads, for_training
 
@@ -45,6 +45,7 @@ class Trainer:
         self.schedule = self.spec.training.schedule.build()
         self.progress = Progress()
         self.source = prepared.config.source    # the config file the run was made from (kept on --resume)
+        self.extended: list[dict] = []           # extensions whose schedule followed the new total
         self.started, self.progress_wall_at_start = time.perf_counter(), 0.0
         self.watch = GradientWatch(self.net)
         if not self.optimizer.full_batch:
@@ -148,8 +149,16 @@ class Trainer:
 
     def fit_on_threads(self, previous: dict | None = None) -> dict:
         """fit() on the thread count choose_threads gives, said in the log and recorded in the
-        running summary.json at once (a killed run resumes on it too)."""
-        self.threads = self.choose_threads(previous)
+        running summary.json at once (a killed run resumes on it too). Interrupted while the
+        threads are probed, the run is kept as it was (interrupted at its last epoch)."""
+        self.started, self.progress_wall_at_start = time.perf_counter(), self.progress.wall_seconds
+        with interrupt_once() as interrupts:
+            try:
+                self.threads = self.choose_threads(previous)
+            except KeyboardInterrupt:
+                interrupts.hold()
+                self._keep_last_good("interrupted")
+                raise
         self.reporter.info(f"threads: {self.threads.describe()}")
         self.run.write_json("summary.json", self._summary("running", self.progress.wall_seconds, ""))
         # scipy's minimizers run their own BLAS calls, small ones that threads only slow down
@@ -170,25 +179,28 @@ class Trainer:
         status, message = "finished", ""
         parts = self.threads.split if self.threads is not None else 1
         self.loss_and_grad = self.gradient(parts)
-        try:
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is checked
-                if self.optimizer.full_batch:
-                    message = self._fit_full_batch()
-                else:
-                    message = self._fit_minibatches()
-        except KeyboardInterrupt:
-            self._keep_last_good("interrupted")
-            raise
-        except Diverged as e:
-            self._keep_last_good("diverged", str(e))
-            raise JobFailed(f"training diverged: {e}. The last good state (epoch {self.saved.progress.epoch}) "
-                            f"is kept in {self.run.path}/checkpoint.npz") from None
-        finally:
-            self._close_splits(keep=None)
-        es = self.spec.training.early_stopping
-        if es is not None and es.restore_best and self.progress.best_theta is not None:
-            self.net.theta[...] = self.progress.best_theta
-        return self._finish(status, message)
+        with interrupt_once() as interrupts:   # one interrupt: a second cannot cut the save short
+            try:
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is checked
+                    if self.optimizer.full_batch:
+                        message = self._fit_full_batch()
+                    else:
+                        message = self._fit_minibatches()
+                es = self.spec.training.early_stopping
+                if es is not None and es.restore_best and self.progress.best_theta is not None:
+                    self.net.theta[...] = self.progress.best_theta
+                return self._finish(status, message)   # interrupted while finishing: the last epoch is kept
+            except KeyboardInterrupt:
+                interrupts.hold()
+                self._keep_last_good("interrupted")
+                raise
+            except Diverged as e:
+                interrupts.hold()
+                self._keep_last_good("diverged", str(e))
+                raise JobFailed(f"training diverged: {e}. The last good state (epoch {self.saved.progress.epoch}) "
+                                f"is kept in {self.run.path}/checkpoint.npz") from None
+            finally:
+                self._close_splits(keep=None)
 
     def _fit_minibatches(self) -> str:
         spec, net, train = self.spec, self.net, self.p.train
@@ -338,23 +350,38 @@ class Trainer:
         stopped_early = previous.get("message", "").startswith("early stopping")
         return total > self.progress.epoch and (asked or not stopped_early)
 
+    def extend(self, total_before: int) -> str | None:
+        """Note a --resume that changed the epochs to train (from total_before) while the schedule
+        uses the total: from this epoch on the learning rates follow the new total, so the run is
+        no longer the one a config of that length gives (train --check refuses it). -> what to
+        say, or None when the run stays what a longer config would have made."""
+        total = self.spec.training.epochs
+        if self.optimizer.full_batch or not self.schedule.uses_total or total == total_before \
+                or self.progress.epoch == 0:
+            return None
+        self.extended.append({"from_epoch": self.progress.epoch, "epochs": total,
+                              "schedule": self.spec.training.schedule.type})
+        return (f"warning: the {self.spec.training.schedule.type} schedule follows the total epochs, so from epoch "
+                f"{self.progress.epoch} on its learning rates follow the new total ({total}, was {total_before}) "
+                f"and the run differs from a fresh {total}-epoch one (recorded in summary.json: extended)")
+
     def write_weights(self) -> None:
         save_weights(self.run.path / WEIGHTS, self.net, self.p.prep, self.p.task, self.p.columns)
 
     def _keep_last_good(self, status: str, message: str = "") -> None:
-        """Write the last complete epoch's state and the status; a second Ctrl-C, SIGTERM or
-        SIGHUP meanwhile is ignored, so the files and the status are always whole."""
-        with signals_ignored():
-            self.net.theta[...] = self.saved.theta
-            logged = len(self.progress.history)
-            self.progress = replace(self.saved.progress, history=list(self.saved.progress.history))
-            self.progress.wall_seconds = self.saved.progress.wall_seconds = self.wall_seconds()  # time spent counts
-            if logged != len(self.progress.history):   # stopped between an epoch's log and its snapshot
-                self.run.rewrite_metrics(self.progress.history)
-            self.write_checkpoint()
-            self.write_weights()
-            self.run.write_json("summary.json", self._summary(status, self.wall_seconds(), message))
-            write_receipt(self.run, self.spec, self.net.theta, status)   # after the wall time is taken
+        """Write the last complete epoch's state and the status (fit holds further Ctrl-C, SIGTERM
+        and SIGHUP off meanwhile, so the files and the status are always whole). metrics.jsonl is
+        rewritten to the epochs kept: a stop just after an epoch's line was appended, before the
+        epoch was taken in, leaves it a line ahead of the checkpoint otherwise."""
+        self.net.theta[...] = self.saved.theta
+        self.progress = replace(self.saved.progress, history=list(self.saved.progress.history))
+        self.progress.wall_seconds = self.saved.progress.wall_seconds = self.wall_seconds()  # time spent counts
+        self.run.rewrite_metrics(self.progress.history)
+        self.write_checkpoint()
+        self.write_weights()
+        # the checkpoint's wall time: a resumed run adds its own to it
+        self.run.write_json("summary.json", self._summary(status, self.progress.wall_seconds, message))
+        write_receipt(self.run, self.spec, self.net.theta, status)   # after the wall time is taken
 
     def _finish(self, status: str, message: str) -> dict:
         self.write_checkpoint()
@@ -376,6 +403,8 @@ class Trainer:
             out["threads"] = self.threads.as_dict()
         if pr.best is not None:
             out["best"] = {"epoch": pr.best_epoch, self.spec.training.early_stopping.monitor: pr.best}
+        if self.extended:
+            out["extended"] = self.extended
         return out
 
 
@@ -426,6 +455,7 @@ def resume(run_path: str | Path, quiet: bool = True, reporter: Reporter | None =
                               f"{' and '.join(RESUMABLE_KEYS)} can change (to extend the run)")
     longer = any(key in RESUMABLE_KEYS for key in keys)
     config = load_config(path / "config.yaml", overrides)
+    total_before = load_config(path / "config.yaml").spec.training.epochs if longer else None
     if not (path / CHECKPOINT).exists():
         raise NetcliError(f"{path}: no {CHECKPOINT} to resume from; train it again instead")
     checkpoint = load_checkpoint(path / CHECKPOINT)
@@ -439,15 +469,20 @@ def resume(run_path: str | Path, quiet: bool = True, reporter: Reporter | None =
         trainer.restore(checkpoint)
         previous = RunDir(path).read_summary()
         trainer.source = previous.get("config", trainer.source)
+        extended = previous.get("extended")
+        trainer.extended = [e for e in extended if isinstance(e, dict)] if isinstance(extended, list) else []
         if previous.get("status") == "finished" and not trainer.extends(previous, longer):
             reporter.info(f"{path}: already {previous.get('message') or 'finished'} "
                           f"({trainer.progress.epoch} epochs); nothing to do. To train longer: "
                           f"netcli train --resume {path} --set {trainer.length_key()}=N")
             return TrainResult(path, previous)
+        warning = trainer.extend(total_before) if longer else None
         if longer:
             run.write_text("config.yaml", dump_config(config))
         trainer.progress.bad_epochs = 0 if previous.get("status") == "finished" else trainer.progress.bad_epochs
         reporter.info(f"resuming {path} from epoch {trainer.progress.epoch}")
+        if warning and not reporter.quiet:
+            reporter.console.print(warning, markup=False, soft_wrap=True)   # one line, in a pipe too
         return TrainResult(path, _fit(trainer, reporter, previous.get("threads")))
     finally:
         run.unlock()

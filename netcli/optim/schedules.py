@@ -1,4 +1,8 @@
-"""Learning-rate schedules: lr(epoch) from the base rate, epoch counted from 0."""
+"""Learning-rate schedules: lr(epoch) from the base rate, epoch counted from 0.
+
+Each says whether it uses the total number of epochs (uses_total): one that does gives other
+rates to the same epoch when a run is extended (--resume --set training.epochs=N), so the
+extended run is not the run it would have been had it been configured longer."""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from netcli.optim import SCHEDULES
 class Constant:
     """lr"""
 
+    uses_total = False
+
     def __call__(self, base_lr: float, epoch: int, epochs: int) -> float:
         return base_lr
 
@@ -19,6 +25,8 @@ class Constant:
 @SCHEDULES.register("step")
 class Step:
     """lr * gamma^(epoch // step_size)"""
+
+    uses_total = False
 
     def __init__(self, step_size: PositiveInt = 10, gamma: OpenUnitFloat = 0.1):
         self.step_size, self.gamma = step_size, gamma
@@ -31,6 +39,8 @@ class Step:
 class Exponential:
     """lr * gamma^epoch"""
 
+    uses_total = False
+
     def __init__(self, gamma: OpenUnitFloat = 0.95):
         self.gamma = gamma
 
@@ -41,6 +51,8 @@ class Exponential:
 @SCHEDULES.register("cosine")
 class Cosine:
     """min_lr + (lr - min_lr) (1 + cos(pi epoch / epochs)) / 2"""
+
+    uses_total = True
 
     def __init__(self, min_lr: NonNegativeFloat = 0.0):
         self.min_lr = min_lr
