@@ -121,5 +121,5 @@ def load_run(path: str | Path) -> Run:
         raise NetcliError(f"{path}: no {WEIGHTS} yet (is the run still training, or did it fail "
                           f"before its first epoch?)")
     arrays = load_weights_into(net, weights)
-    prep, task, columns = read_meta(weights, arrays)
+    prep, task, columns = read_meta(weights, arrays, outputs=net.output_shape[-1])
     return Run(path, config, net, prep, task, columns)

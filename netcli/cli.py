@@ -9,6 +9,7 @@ and Dask for every call.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -19,6 +20,7 @@ import click
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from netcli import __version__
 from netcli.errors import JobFailed, NetcliError
@@ -39,6 +41,12 @@ def out_console() -> Console:
 class NetcliGroup(click.Group):
     """Turns a NetcliError into `Error: <message>` and its exit code, in one place."""
 
+    def make_context(self, *args, **kwargs):
+        try:   # --help and --version print here, before invoke
+            return super().make_context(*args, **kwargs)
+        except OSError as e:
+            _closed_or_raise(e)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -50,8 +58,13 @@ class NetcliGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Error: interrupted", err=True)
             ctx.exit(130)
-        except BrokenPipeError:
-            _stdout_closed()
+        except OSError as e:
+            _closed_or_raise(e)
+
+
+# netcli opens each path itself and says in one `Error:` line why it cannot (click's own
+# readable check would print a usage block instead)
+PATH = click.Path(readable=False)
 
 
 # -- options several commands share -------------------------------------------------
@@ -96,14 +109,14 @@ def _emit_json(obj) -> None:
 # -- train -------------------------------------------------------------------------
 
 @cli.command()
-@click.argument("config", required=False, type=click.Path())
+@click.argument("config", required=False, type=PATH)
 @set_option()
-@click.option("--run-dir", type=click.Path(), help="Write the run here instead of runs/<name>-<time>.")
-@click.option("--runs", "runs_base", default="runs", show_default=True, type=click.Path(),
+@click.option("--run-dir", type=PATH, help="Write the run here instead of runs/<name>-<time>.")
+@click.option("--runs", "runs_base", default="runs", show_default=True, type=PATH,
               help="Folder that holds the run directories.")
-@click.option("--resume", "resume_run", type=click.Path(), help="Carry on from RUN's checkpoint.")
+@click.option("--resume", "resume_run", type=PATH, help="Carry on from RUN's checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Allow --run-dir to name a run that exists.")
-@click.option("--check", "check_run", type=click.Path(), metavar="RUN",
+@click.option("--check", "check_run", type=PATH, metavar="RUN",
               help="Retrain RUN from its config in a temporary directory; exit 0 if the final theta's "
                    "SHA-256 matches RUN's receipt.json (and its weights.npz), 1 if not.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
@@ -182,7 +195,7 @@ def _data_path(run, data):
 
 
 @cli.command("eval")
-@click.argument("run_dir", type=click.Path())
+@click.argument("run_dir", type=PATH)
 @data_option
 @threads_option
 @json_option("the metrics")
@@ -222,7 +235,7 @@ def eval_cmd(run_dir, data, threads, as_json):
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path())
+@click.argument("run_dir", type=PATH)
 @data_option
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "npy"]), default="csv", show_default=True)
 @click.option("--proba", is_flag=True, help="Class probabilities (columns in class order) instead of labels.")
@@ -251,7 +264,9 @@ def write_predictions(result: np.ndarray, fmt: str, columns=None, kept: dict | N
     kept = kept or {}
     if fmt == "npy":
         buf = sys.stdout.buffer
-        np.save(buf, np.asarray(result))
+        # through write(), not the tofile np.save uses on a real file, whose failure on a closed
+        # pipe is a bare OSError: a write() that fails there raises BrokenPipeError
+        np.lib.format.write_array(_Writes(buf), np.asarray(result), allow_pickle=False)
         buf.flush()
         return
     rows = np.asarray(result).reshape(len(result), -1) if np.asarray(result).ndim > 1 else np.asarray(result)
@@ -269,6 +284,13 @@ def write_predictions(result: np.ndarray, fmt: str, columns=None, kept: dict | N
     sys.stdout.write("\n".join(lines) + ("\n" if lines else ""))
 
 
+class _Writes:
+    """A binary file's write() alone."""
+
+    def __init__(self, file):
+        self.write = file.write
+
+
 def _fmt(v) -> str:
     return f"{v:.6g}" if isinstance(v, float) else str(v)
 
@@ -281,11 +303,11 @@ def _csv_cell(text: str) -> str:
 # -- export ------------------------------------------------------------------------
 
 @cli.command("export")
-@click.argument("run_dir", type=click.Path())
+@click.argument("run_dir", type=PATH)
 @click.option("--format", "fmt", type=click.Choice(["onnx", "torch", "safetensors"]), required=True,
               help="onnx: the whole model, preprocessing included; torch: a state_dict for "
                    "netcli.export.torch_model.build_sequential; safetensors: the tensors and metadata.")
-@click.option("--out", type=click.Path(), help="File to write (default: RUN/model.onnx, model.pt or "
+@click.option("--out", type=PATH, help="File to write (default: RUN/model.onnx, model.pt or "
                                                "model.safetensors).")
 def export_cmd(run_dir, fmt, out):
     """Write a trained run's model for other tools; prints the file's path."""
@@ -297,7 +319,7 @@ def export_cmd(run_dir, fmt, out):
 # -- gradcheck ---------------------------------------------------------------------
 
 @cli.command()
-@click.argument("target", type=click.Path())
+@click.argument("target", type=PATH)
 @click.option("--eps", default=1e-6, show_default=True, help="Finite-difference step.")
 @click.option("--tol", type=float, help="Largest relative error that passes "
               "[default: 1e-6 central, 1e-4 forward (its error is O(eps))].")
@@ -361,7 +383,7 @@ def _print_report(report, source, m):
 # -- config tools ------------------------------------------------------------------
 
 @cli.command()
-@click.argument("config", type=click.Path())
+@click.argument("config", type=PATH)
 @set_option()
 @click.option("--static", is_flag=True, help="Check the config alone, without reading its data files.")
 def validate(config, overrides, static):
@@ -391,7 +413,7 @@ def schema():
 
 
 @cli.command()
-@click.argument("target", type=click.Path())
+@click.argument("target", type=PATH)
 @set_option()
 def summary(target, overrides):
     """Layers, output shapes, parameter counts and the objective being minimized."""
@@ -414,8 +436,8 @@ def summary(target, overrides):
 # -- plots and the table of runs ----------------------------------------------------
 
 @cli.command()
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(), metavar="RUN...")
-@click.option("--out", type=click.Path(), help="PNG file to write (default: inside the run directory, or "
+@click.argument("run_dirs", nargs=-1, required=True, type=PATH, metavar="RUN...")
+@click.option("--out", type=PATH, help="PNG file to write (default: inside the run directory, or "
               "inside the one folder of runs given).")
 @click.option("--weights", "what", flag_value="weights", help="A layer's incoming weights as images.")
 @click.option("--reconstructions", "what", flag_value="reconstructions",
@@ -432,11 +454,11 @@ def plot(run_dirs, out, what, layer, data, threads):
     """
     from netcli import plots
     from netcli.api import load_run
-    from netcli.config import load_config
-    from netcli.runs import RunDir, resolve_run
+    from netcli.runs import METRICS, RunDir, holds
 
     run_dir = run_dirs[0]
-    if len(run_dirs) > 1 or not (Path(run_dir) / "config.yaml").is_file():
+    own_log = len(run_dirs) == 1 and what is None and holds(run_dir, METRICS)   # config.yaml or not
+    if len(run_dirs) > 1 or not (own_log or holds(run_dir, "config.yaml")):
         from netcli.diff import expand_runs, overlay_series
         runs, expanded = expand_runs(run_dirs)
         if len(runs) > 1:
@@ -450,11 +472,11 @@ def plot(run_dirs, out, what, layer, data, threads):
             click.echo(str(path))
             return
         run_dir = runs[0]
-    if what is None:   # the curves need metrics.jsonl only: they work on a run that is still training
-        run_path = resolve_run(run_dir)
+    if what is None:   # the curves need metrics.jsonl only: a run still training, killed, or without its config
+        run_path = Path(run_dir).resolve()
         path = Path(out) if out else run_path / "curves.png"
-        full_batch = load_config(run_path / "config.yaml").spec.optimizer.build().full_batch
-        plots.plot_curves(RunDir(run_path).read_metrics(), run_path.name, path, full_batch)
+        records = RunDir(run_path).read_metrics()
+        plots.plot_curves(records, run_path.name, path, plots.logged_full_batch(records))
         click.echo(str(path))
         return
     run = load_run(run_dir)
@@ -489,7 +511,7 @@ def plot(run_dirs, out, what, layer, data, threads):
 
 
 @cli.command("runs")
-@click.argument("folder", default="runs", type=click.Path())
+@click.argument("folder", default="runs", type=PATH)
 @json_option("the runs (a list of objects)")
 def runs_cmd(folder, as_json):
     """A table of the runs under FOLDER (default runs/), newest first."""
@@ -499,11 +521,11 @@ def runs_cmd(folder, as_json):
     if as_json:
         _emit_json(rows)
         return
-    table = Table(title=f"runs in {folder}")
+    table = Table(title=Text(f"runs in {folder}"))
     for col in ("run", "config", "status", "epochs", "best val", "test", "wall"):
         table.add_column(col, justify="right" if col in ("epochs", "wall") else "left")
-    for r in rows:
-        table.add_row(r["run"], r["config"] or "", r["status"], str(r["epochs"] or ""),
+    for r in rows:   # names as Text: a '[' in one is not rich markup
+        table.add_row(Text(r["run"]), Text(r["config"] or ""), Text(r["status"]), str(r["epochs"] or ""),
                       _metric(r["best_val"]), _metric(r["test"]),
                       f"{r['wall_seconds']:.1f}s" if r["wall_seconds"] is not None else "")
     out_console().print(table)
@@ -516,7 +538,7 @@ def _metric(pair) -> str:
 # -- comparing optimizers and runs ----------------------------------------------------
 
 @cli.command()
-@click.argument("config", type=click.Path())
+@click.argument("config", type=PATH)
 @click.option("--optimizers", default="sgd,momentum,adam,cg,lbfgs", show_default=True, metavar="A,B,...",
               help="The optimizers to compare, by registered name.")
 @set_option("Override a config key for every run (as train --set), or one optimizer's setting: "
@@ -524,7 +546,7 @@ def _metric(pair) -> str:
 @click.option("--budget", type=click.IntRange(min=1), metavar="N",
               help="Epochs of each first-order run and optimizer.max_iter of cg and lbfgs "
                    "[default: the config's training.epochs, or its max_iter for a full-batch config].")
-@click.option("--out", type=click.Path(), help="The comparison folder [default: runs/compare/<config>-<time>].")
+@click.option("--out", type=PATH, help="The comparison folder [default: runs/compare/<config>-<time>].")
 @click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,
               help="BLAS threads for every run (0: BLAS's own default). A fixed number, not auto as "
                    "elsewhere: the runs' timings are compared, so every run gets the same threads, and "
@@ -596,8 +618,8 @@ def _num(value) -> str:
 
 
 @cli.command("diff")
-@click.argument("run_a", type=click.Path())
-@click.argument("run_b", type=click.Path())
+@click.argument("run_a", type=PATH)
+@click.argument("run_b", type=PATH)
 @click.option("--rtol", default=1e-6, show_default=True, help="Metrics closer than this (relatively) are the same.")
 @json_option("the differences")
 def diff_cmd(run_a, run_b, rtol, as_json):
@@ -663,7 +685,7 @@ def _cell(value) -> str:
 # -- sweep -------------------------------------------------------------------------
 
 @cli.command()
-@click.argument("config", required=False, type=click.Path())
+@click.argument("config", required=False, type=PATH)
 @set_option()
 @click.option("--grid", multiple=True, metavar="KEY=V1,V2,...",
               help="An axis whose every value is tried (YAML values; a list in [...] is one value).")
@@ -680,8 +702,8 @@ def _cell(value) -> str:
 @click.option("--workers", type=click.IntRange(min=1), metavar="N",
               help="Local Dask worker processes [default: CPU count].")
 @click.option("--scheduler", metavar="ADDRESS", help="A running Dask scheduler instead, e.g. tcp://host:8786.")
-@click.option("--sweep-dir", type=click.Path(), help="Where the trials go [default: runs/sweeps/<config>-<time>].")
-@click.option("--resume", "resume_dir", type=click.Path(), metavar="SWEEP_DIR",
+@click.option("--sweep-dir", type=PATH, help="Where the trials go [default: runs/sweeps/<config>-<time>].")
+@click.option("--resume", "resume_dir", type=PATH, metavar="SWEEP_DIR",
               help="Run the trials SWEEP_DIR has not recorded as ended.")
 @json_option("the table (instead of the best trial's path)")
 def sweep(config, overrides, grid, n_random, ranges, seeds, search, trials, prune, workers, scheduler, sweep_dir,
@@ -754,6 +776,13 @@ def _short_value(value) -> str:
     return f"{value:g}" if isinstance(value, float) else json.dumps(value) if value is not None else ""
 
 
+def _closed_or_raise(error: OSError) -> None:
+    """A failed write to a closed stdout (EPIPE) ends quietly; any other OSError goes on."""
+    if error.errno != errno.EPIPE:
+        raise error
+    _stdout_closed()
+
+
 def _stdout_closed() -> None:
     """The reader of stdout went away (`netcli predict ... | head`): end quietly, exit 0, and keep
     Python from complaining when it flushes stdout at exit."""
@@ -770,5 +799,5 @@ def main() -> None:
         args = ["--debug"] + [a for a in args if a != "--debug"]
     try:
         cli(args=args, prog_name="netcli")
-    except BrokenPipeError:
-        _stdout_closed()
+    except OSError as e:
+        _closed_or_raise(e)

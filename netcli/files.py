@@ -73,6 +73,13 @@ def load_npz(path: Path, required: tuple[str, ...] = ()) -> dict[str, np.ndarray
     return arrays
 
 
+
+def shown_array(a: np.ndarray) -> str:
+    """An array read from a damaged file, as a message shows it: its values when it holds a
+    few, else its shape; at most 40 characters."""
+    text = repr(a.tolist()) if a.size <= 4 else f"an array of shape {list(a.shape)}"
+    return text if len(text) <= 40 else text[:37] + "..."
+
 def to_plain(value):
     """json.dumps(default=to_plain): NumPy scalars and arrays as Python numbers and lists."""
     if isinstance(value, np.generic):
@@ -114,15 +121,20 @@ def append_jsonl(path: Path, record: dict) -> None:
 
 def read_jsonl(path: Path) -> list:
     """The JSON values of path's lines, up to the first line that does not parse (one cut short
-    by a kill: everything before it is good); [] for a missing file."""
+    by a kill: everything before it is good); [] for a missing file, a NetcliError for one that
+    cannot be read."""
     path = Path(path)
-    if not path.exists():
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
         return []
+    except OSError as e:   # no permission, a folder, an I/O error of the disk
+        raise NetcliError(f"{path}: cannot read it ({e.strerror or e})") from None
     out = []
-    for line in path.read_text().splitlines():
+    for line in data.splitlines():
         try:
             out.append(json.loads(line))
-        except json.JSONDecodeError:
+        except ValueError:   # not JSON, or not UTF-8 text
             break
     return out
 
@@ -143,11 +155,14 @@ def safe_name(name: str) -> str:
 
 def timestamped_path(base: str | Path, name: str) -> Path:
     """base/<name>-<YYYYmmdd-HHMMSS>, with -2, -3, ... added when that exists already
-    (the folder is not created)."""
+    (the folder is not created); a base that cannot be looked into is a NetcliError."""
     name = safe_name(name)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path, n = Path(base) / f"{name}-{stamp}", 1
-    while path.exists():
-        n += 1
-        path = Path(base) / f"{name}-{stamp}-{n}"
+    try:
+        while path.exists():
+            n += 1
+            path = Path(base) / f"{name}-{stamp}-{n}"
+    except OSError as e:   # base lies in a folder that cannot be entered, or its name is too long
+        raise NetcliError(f"{base}: cannot make a folder in it ({e.strerror or e})") from None
     return path

@@ -107,6 +107,12 @@ def _series(metrics: list[dict], key: str) -> list[float]:
     return [np.nan if r.get(key) is None else float(r[key]) for r in metrics]
 
 
+def logged_full_batch(metrics: list[dict]) -> bool:
+    """Whether metrics.jsonl's records are a full-batch optimizer's iterations (cg and lbfgs
+    log lr null; a first-order optimizer logs each epoch's lr)."""
+    return bool(metrics) and all(r.get("lr") is None for r in metrics)
+
+
 def plot_curves(metrics: list[dict], title: str, path: Path, full_batch: bool = False) -> Path:
     """Training objective (and its data term when a penalty is on), validation loss, and
     validation accuracy for classification, per epoch (per iteration for cg / lbfgs)."""

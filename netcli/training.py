@@ -401,7 +401,7 @@ class Trainer:
                "netcli_version": __version__}
         if self.threads is not None:
             out["threads"] = self.threads.as_dict()
-        if pr.best is not None:
+        if pr.best is not None and self.spec.training.early_stopping is not None:
             out["best"] = {"epoch": pr.best_epoch, self.spec.training.early_stopping.monitor: pr.best}
         if self.extended:
             out["extended"] = self.extended

@@ -8,7 +8,7 @@
 """
 
 from netcli.files import load_npz, save_npz
-from netcli.runs.directory import LATEST, METRICS, RunDir, resolve_run
+from netcli.runs.directory import LATEST, METRICS, RunDir, holds, resolve_run
 from netcli.runs.listing import list_runs
 
-__all__ = ["LATEST", "METRICS", "RunDir", "resolve_run", "list_runs", "load_npz", "save_npz"]
+__all__ = ["LATEST", "METRICS", "RunDir", "holds", "resolve_run", "list_runs", "load_npz", "save_npz"]

@@ -44,11 +44,14 @@ class RunDir:
             path = timestamped_path(base, config_name)
         else:
             path = Path(run_dir)
-            if path.exists() and not path.is_dir():
-                raise NetcliError(f"{path}: is a file, not a run directory; choose another --run-dir")
-            if path.exists() and any(path.iterdir()) and not overwrite:
-                raise NetcliError(f"{path}: run directory exists and is not empty; "
-                                  f"choose another --run-dir or pass --overwrite")
+            try:
+                if path.exists() and not path.is_dir():
+                    raise NetcliError(f"{path}: is a file, not a run directory; choose another --run-dir")
+                if path.exists() and any(path.iterdir()) and not overwrite:
+                    raise NetcliError(f"{path}: run directory exists and is not empty; "
+                                      f"choose another --run-dir or pass --overwrite")
+            except OSError as e:   # under a folder that cannot be entered, a name too long
+                raise NetcliError(f"{path}: cannot use it as the run directory ({e.strerror or e})") from None
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -155,9 +158,20 @@ class _Held:
 def resolve_run(path: str | Path) -> Path:
     """A run directory (or runs/latest) that holds a config and weights."""
     p = Path(path)
-    if not p.is_dir():
-        raise NetcliError(f"{path}: no such run directory")
-    p = p.resolve()
-    if not (p / "config.yaml").exists():
-        raise NetcliError(f"{path}: not a run directory (no config.yaml)")
+    try:
+        if not p.is_dir():
+            raise NetcliError(f"{path}: no such run directory")
+        p = p.resolve()
+        if not (p / "config.yaml").exists():
+            raise NetcliError(f"{path}: not a run directory (no config.yaml)")
+    except OSError as e:   # under a folder that cannot be entered, a name too long
+        raise NetcliError(f"{path}: cannot read the run directory ({e.strerror or e})") from None
     return p
+
+
+def holds(folder: str | Path, name: str) -> bool:
+    """Whether folder holds a file `name`; a folder that cannot be looked into is a NetcliError."""
+    try:
+        return (Path(folder) / name).is_file()
+    except OSError as e:
+        raise NetcliError(f"{folder}: cannot read the run directory ({e.strerror or e})") from None

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from netcli.errors import NetcliError
 from netcli.files import read_json
 from netcli.metrics import best_validation, headline
-from netcli.runs.directory import LATEST, RunDir
+from netcli.runs.directory import LATEST, METRICS, RunDir
+
+DAMAGED = "damaged"   # the status of a run whose summary.json says something that is not a status
 
 
 def list_runs(folder: str | Path) -> list[dict]:
     """Every run directory under folder (sweep trials included), newest first.
-    best_val and test: [metric, value] or None."""
+    best_val and test: [metric, value] or None. A summary.json field of the wrong kind is shown
+    as None (its status as "damaged"); a metrics.jsonl that cannot be read, by the status."""
     base = Path(folder)
     if not base.is_dir():
         raise NetcliError(f"{folder}: no such folder")
@@ -23,20 +27,35 @@ def list_runs(folder: str | Path) -> list[dict]:
             continue
         summary = read_json(path / "summary.json")
         summary = summary if isinstance(summary, dict) else {}
-        metrics = RunDir(path).read_metrics()
+        try:
+            metrics, unreadable = RunDir(path).read_metrics(), None
+        except NetcliError:    # no permission, an I/O error of the disk
+            metrics, unreadable = [], f"cannot read {METRICS}"
         status = summary.get("status", "running" if metrics else "new")
+        status = status if isinstance(status, str) else DAMAGED
         if status == "running" and not RunDir(path).in_use():
             status = "killed"     # no live process holds it: it was killed mid-run (SIGKILL, power loss)
         running = status in ("running", "new", "killed")  # its summary predates the end: count the log
         test = summary.get("test")
-        rows.append({"run": str(path.relative_to(base)), "config": summary.get("config"),
-                     "status": status,
-                     "epochs": len(metrics) if running else summary.get("epochs", len(metrics)),
+        config = summary.get("config")
+        rows.append({"run": str(path.relative_to(base)), "config": config if isinstance(config, str) else None,
+                     "status": unreadable or status,
+                     "epochs": None if running and unreadable else len(metrics) if running
+                     else _count(summary.get("epochs", len(metrics))),
                      "best_val": _pair(best_validation(metrics)),
                      "test": _pair(headline(test if isinstance(test, dict) else None)),
-                     "wall_seconds": None if running else summary.get("wall_seconds")})
+                     "wall_seconds": None if running else _seconds(summary.get("wall_seconds"))})
     return rows
 
 
 def _pair(found: dict | None):
     return None if found is None else [found["metric"], found["value"]]
+
+
+def _count(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _seconds(value) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    return value if ok else None
