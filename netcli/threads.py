@@ -7,14 +7,16 @@ More than one thread can be used two ways (`training.parallel`):
            (netcli.nn.split; only for networks whose gradient splits by rows: no dropout,
            input corruption or sparsity penalty).
 
-`auto` for training times one training step (loss_and_grad on a first batch, the parameters
-and random streams left as they were) at 1 thread and at each power of two up to the cores this
-process may use, both ways, interleaved, and takes more threads only when they are at least
-MIN_SPEEDUP faster, by the median and in most rounds: a step so short that threads cannot pay (under TINY_STEP seconds on one
-thread) is not probed at all. On a machine that other work shares, one thread usually wins:
-OpenBLAS's threads wait for each other at every GEMM, and a thread that lost its core stalls
-them all (measured: 9-20x slower steps for small nets). A pinned count N with `parallel: auto`
-probes the two ways at N.
+`auto` for training times a training step (Trainer.probe_step: the gradient and the
+optimizer's update on one of the first batches, the parameters and random streams left as
+they were) at 1 thread and at each power of two up to the cores this process may use, both
+ways, in blocks alternating with one thread's, and takes more threads only when they are at
+least MIN_SPEEDUP faster, by the median and in most rounds; a step so short that threads cannot
+pay (under TINY_STEP seconds on one thread) is not probed at all. On a machine that other work
+shares, one thread usually wins: OpenBLAS's threads wait for each other at every GEMM, and a
+thread that lost its core stalls them all (measured: 9-20x slower steps for small nets). A
+pinned count N with `parallel: auto` probes the two ways at N, and takes BLAS's threads only
+when they beat the batch way by MIN_SPEEDUP.
 
 Thread counts and ways change the last bits of the gradient (OpenBLAS splits large products
 differently; parts are summed in another order), so what a run used is recorded in its

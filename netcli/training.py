@@ -119,7 +119,8 @@ class Trainer:
         def step():
             if not batch:    # taken at the first step: a fixed count never probes
                 rows = len(train) if whole else min(int(batch_size), len(train))
-                batch["all"] = [train.take(np.arange(a, a + rows)) for a in range(0, min(len(train), 4 * rows) - rows + 1, rows)]
+                starts = range(0, min(len(train), 4 * rows) - rows + 1, rows)
+                batch["all"] = [train.take(np.arange(a, a + rows)) for a in starts]
                 batch["i"] = 0
                 batch["rng"] = self.net.rng_state()
                 batch["loss_and_grad"] = self.gradient(parts)
