@@ -281,13 +281,21 @@ def test_an_interrupt_between_an_epochs_log_and_its_snapshot_keeps_the_files_in_
     assert [r["epoch"] for r in read_metrics(run)] == [1, 2]
 
 
+def _as_from_a_terminal():
+    """The child's SIGHUP and SIGTERM at their defaults, as a shell in a terminal starts it (a test
+    run under nohup, or by a runner that ignores SIGHUP, hands the ignore down: it stays ignored)."""
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
 def test_sighup_and_sigterm_stop_training_like_ctrl_c(tmp_path, sig):
     path = write_config(tmp_path, digits_config(training={"epochs": 400, "batch_size": 8}), "x")
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "netcli", "train", str(path), "--run-dir", str(run), "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_as_from_a_terminal)
     deadline = time.time() + 120
     while not (run / "metrics.jsonl").exists() or len(read_metrics(run)) < 2:   # epoch 1 checkpointed
         assert time.time() < deadline and proc.poll() is None
