@@ -129,19 +129,6 @@ def test_a_checkpoint_with_garbage_strings_is_a_user_error(tmp_path):
         assert_user_error(invoke("train", "--resume", run), 2, "checkpoint.npz")
 
 
-@pytest.mark.parametrize("key, garbage", [("meta.task", "zebra"), ("meta.task", ["a", "b"]),
-                                          ("meta.input_shape", ["x"]), ("meta.normalize", None)])
-def test_weights_with_garbage_metadata_are_a_user_error(tmp_path, key, garbage):
-    run = train_config(tmp_path, digits_config()).run_dir
-    arrays = load_weights(run)
-    if garbage is None:
-        del arrays[key]
-    else:
-        arrays[key] = np.array(garbage)
-    save_npz(run / "weights.npz", arrays)
-    assert_user_error(invoke("eval", run), 2, "weights.npz")
-
-
 def test_runs_reads_a_summary_that_is_not_an_object(tmp_path):
     (tmp_path / "runs").mkdir()
     run = train_config(tmp_path / "runs", digits_config()).run_dir

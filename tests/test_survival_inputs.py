@@ -190,6 +190,10 @@ GONE = object()
     ("meta.impute", "zebra", "not one of error, mean, median"),
     ("meta.fill", np.array([np.nan]), "not a finite value"),
     ("meta.categories", "{not json", "not an object of category columns"),
+    ("meta.task", "zebra", "'zebra' is not a task netcli knows"),
+    ("meta.task", np.array(["a", "b"]), "is not a task netcli knows"),
+    ("meta.input_shape", np.array(["x"]), "not a shape"),
+    ("meta.normalize", GONE, "has no meta.normalize"),
 ])
 @pytest.mark.parametrize("command", ["eval", "predict", "plot --confusion"])
 def test_weights_with_garbage_metadata_are_one_error_line(trained, tmp_path, command, key, garbage, says):
