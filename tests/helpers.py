@@ -14,6 +14,7 @@ import copy
 import json
 import os
 import re
+import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -375,3 +376,19 @@ def kill_worker_once(task, record):
     if task["index"] == 1 and record["epoch"] == 2 and not marker.exists():
         marker.touch()
         os._exit(1)
+
+
+def run_killing_one_worker(sweeps, plan, client, trials: int):
+    """sweeps.run(plan) on the Dask client with kill_worker_once as the hook (sent by value, as
+    the workers cannot import this module); checks that the kill happened and that every trial
+    finished all the same, trial 1 carrying on from its checkpoint. -> the run's result."""
+    import cloudpickle
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        result = sweeps.run(plan, client=client, hook=kill_worker_once)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert (Path(plan.path) / "killed-once").exists()
+    assert [r["status"] for r in result.records] == ["finished"] * trials
+    assert result.records[1]["resumed_from_epoch"] >= 1
+    return result

@@ -40,6 +40,13 @@ def train(tmp_path, cfg, name="run"):
     return tmp_path / name, " ".join(result.stderr.split())
 
 
+def refused(tmp_path, frame, fragment: str, **data) -> None:
+    """Training on `frame` (written as train.csv) with config(**data) is a user error saying fragment."""
+    frame.to_csv(tmp_path / "train.csv", index=False)     # a missing value as an empty cell
+    cfg = config(tmp_path / "train.csv", **data)
+    assert_user_error(invoke("train", write_config(tmp_path, cfg, "x"), "--run-dir", tmp_path / "run"), 2, fragment)
+
+
 # -- encoding, exactly ---------------------------------------------------------------
 
 def test_a_category_column_becomes_one_input_per_label_in_its_place():
@@ -131,10 +138,7 @@ def test_a_number_with_a_typo_is_still_an_error_not_a_category(tmp_path):
     frame = pets_frame()
     frame["size"] = frame["size"].astype(str)
     frame.loc[50, "size"] = "0.3x"
-    frame.to_csv(tmp_path / "train.csv", index=False)
-    assert_user_error(invoke("train", write_config(tmp_path, config(tmp_path / "train.csv"), "x"),
-                             "--run-dir", tmp_path / "run"), 2,
-                      "train.csv: row 52, column 1 ('size'): not a number: '0.3x'")
+    refused(tmp_path, frame, "train.csv: row 52, column 1 ('size'): not a number: '0.3x'")
 
 
 @pytest.mark.parametrize("what, fragment", [
@@ -147,21 +151,15 @@ def test_text_that_is_not_categories_is_refused_with_the_way_out(tmp_path, what,
     frame = pets_frame()
     frame.insert(0, "user", [f"u{i}" for i in range(120)] if what == "ids" else
                  ["0,5"] * 120 if what == "commas" else 1.0)
-    frame.to_csv(tmp_path / "train.csv", index=False)
-    cfg = config(tmp_path / "train.csv", **({"categorical": ["colour"]} if what == "unknown" else {}))
-    assert_user_error(invoke("train", write_config(tmp_path, cfg, "x"), "--run-dir", tmp_path / "run"),
-                      2, fragment)
+    refused(tmp_path, frame, fragment, **({"categorical": ["colour"]} if what == "unknown" else {}))
 
 
 def test_an_empty_cell_is_an_error_that_points_to_data_impute(tmp_path):
     frame = pets_frame()
     frame["weight"] = frame["weight"].astype(object)
     frame.loc[9, "weight"] = ""
-    frame.to_csv(tmp_path / "train.csv", index=False)
-    assert_user_error(invoke("train", write_config(tmp_path, config(tmp_path / "train.csv"), "x"),
-                             "--run-dir", tmp_path / "run"), 2,
-                      "train.csv: row 11, column 3 ('weight'): empty cell; fill in or remove missing "
-                      "values, or set data.impute: mean or median")
+    refused(tmp_path, frame, "train.csv: row 11, column 3 ('weight'): empty cell; fill in or remove missing "
+                             "values, or set data.impute: mean or median")
 
 
 @pytest.mark.parametrize("impute", ["mean", "median"])
@@ -200,19 +198,14 @@ def test_impute_does_not_hide_inf(tmp_path):
     frame = pets_frame()
     frame["weight"] = frame["weight"].astype(object)
     frame.loc[4, "weight"] = "inf"
-    frame.to_csv(tmp_path / "train.csv", index=False)
-    assert_user_error(invoke("train", write_config(tmp_path, config(tmp_path / "train.csv", impute="mean"), "x"),
-                             "--run-dir", tmp_path / "run"), 2,
-                      "train.csv: row 6, column 3 ('weight'): value is inf; remove Inf before training")
+    refused(tmp_path, frame, "train.csv: row 6, column 3 ('weight'): value is inf; remove Inf before training",
+            impute="mean")
 
 
 def test_a_missing_category_cell_without_impute_is_named(tmp_path):
     frame = pets_frame()
     frame.loc[12, "color"] = np.nan
-    frame.to_csv(tmp_path / "train.csv", index=False, na_rep="")
-    assert_user_error(invoke("train", write_config(tmp_path, config(tmp_path / "train.csv"), "x"),
-                             "--run-dir", tmp_path / "run"), 2,
-                      "train.csv: row 14, column 2 ('color'): empty cell")
+    refused(tmp_path, frame, "train.csv: row 14, column 2 ('color'): empty cell")
 
 
 def test_parquet_string_columns_and_nulls(tmp_path):
