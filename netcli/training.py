@@ -89,8 +89,7 @@ class Trainer:
 
     def choose_threads(self, previous: dict | None = None) -> ThreadChoice:
         """training.threads and training.parallel, or what a resumed run used before where they
-        are auto (so it matches an uninterrupted one), else the probe's choice on one step of
-        the first batch."""
+        are auto (so it matches an uninterrupted one), else the probe's choice (probe_step)."""
         training = self.spec.training
         setting, parallel = training.threads, training.parallel
         if previous and isinstance(previous.get("used"), int) and previous["used"] >= 1 and \
@@ -103,7 +102,7 @@ class Trainer:
         try:
             return for_training(setting, self.probe_step(), parallel=parallel, split_step=split_step)
         finally:
-            self._close_splits(keep=None)
+            self._close_splits()
 
     def probe_step(self, parts: int = 1):
         """One training step on one of the first batches (up to 4, in turn, as training moves from
@@ -144,9 +143,9 @@ class Trainer:
             self._splits[parts] = SplitBatch(self.net, parts)
         return self._splits[parts].loss_and_grad
 
-    def _close_splits(self, keep: int | None) -> None:
-        for parts in [p for p in self._splits if p != keep]:
-            self._splits.pop(parts).close()
+    def _close_splits(self) -> None:
+        while self._splits:
+            self._splits.popitem()[1].close()
 
     def fit_on_threads(self, previous: dict | None = None) -> dict:
         """fit() on the thread count choose_threads gives, said in the log and recorded in the
@@ -201,7 +200,7 @@ class Trainer:
                 raise JobFailed(f"training diverged: {e}. The last good state (epoch {self.saved.progress.epoch}) "
                                 f"is kept in {self.run.path}/checkpoint.npz") from None
             finally:
-                self._close_splits(keep=None)
+                self._close_splits()
 
     def _fit_minibatches(self) -> str:
         spec, net, train = self.spec, self.net, self.p.train
