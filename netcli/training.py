@@ -384,9 +384,11 @@ class Trainer:
         write_receipt(self.run, self.spec, self.net.theta, status)   # after the wall time is taken
 
     def _finish(self, status: str, message: str) -> dict:
+        # the checkpoint and summary.json hold one wall time, so a resumed run adds to what was said
+        self.progress.wall_seconds = self.saved.progress.wall_seconds = self.wall_seconds()
         self.write_checkpoint()
         self.write_weights()
-        summary = self._summary(status, self.wall_seconds(), message)
+        summary = self._summary(status, self.progress.wall_seconds, message)
         if self.p.test is not None:
             summary["test"] = evaluate(self.net, self.p.test, self.p.task)
         write_receipt(self.run, self.spec, self.net.theta, status)   # before summary.json says finished

@@ -21,6 +21,7 @@ from helpers import (DIGITS_TEST, StopAt, assert_user_error, digits_config, invo
 from netcli.errors import Interrupted
 from netcli.files import atomic_write, load_npz, save_npz
 from netcli.runs import RunDir
+from netcli.runs.checkpoint import load_checkpoint
 from netcli.training import resume
 
 EIO_FILE = "/proc/self/mem"   # opens, and every read of it fails with an I/O error (EIO)
@@ -346,6 +347,8 @@ def test_resume_extends_a_run_as_if_it_had_been_longer(tmp_path):
     short = train_config(tmp_path, cfg, "short").run_dir
     source = json.loads((short / "summary.json").read_text())["config"]
     first_wall = json.loads((short / "summary.json").read_text())["wall_seconds"]
+    # what summary.json says is what the checkpoint holds, so the resumed session adds to it
+    assert round(float(load_checkpoint(short / "checkpoint.npz").progress.wall_seconds), 3) == first_wall
     extended = resume(short, overrides=["training.epochs=4"])
     longer = train_config(tmp_path, digits_config(training={"epochs": 4},
                                                   optimizer={"type": "momentum", "lr": 0.05}), "long").run_dir
