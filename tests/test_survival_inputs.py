@@ -256,6 +256,26 @@ def test_a_metrics_log_that_cannot_be_read(trained, tmp_path, monkeypatch):
     one_error_line(invoke("diff", run, trained), "metrics.jsonl", "Permission denied")
 
 
+@pytest.mark.parametrize("text", [b"[1, 2]", b'"finished"', b"{not json", b"\xff\xfe", b""])
+def test_runs_shows_a_summary_that_is_not_an_object_as_damaged(trained, tmp_path, text):
+    run = copy_run(trained, tmp_path / "runs", "r")
+    (run / "summary.json").write_bytes(text)
+    listed = invoke("runs", tmp_path / "runs", "--json")
+    assert listed.exit_code == 0, (listed.stderr, listed.exception)
+    row = json.loads(listed.stdout)[0]
+    assert row["status"] == "damaged" and row["epochs"] == 2 and row["wall_seconds"] is None
+
+
+def test_runs_shows_a_summary_that_cannot_be_read_as_such(trained, tmp_path, monkeypatch):
+    run = copy_run(trained, tmp_path / "runs", "r")
+    unreadable(monkeypatch, run / "summary.json")
+    listed = invoke("runs", tmp_path / "runs", "--json")
+    assert listed.exit_code == 0, (listed.stderr, listed.exception)
+    assert json.loads(listed.stdout)[0]["status"] == "cannot read summary.json"
+    table = invoke("runs", tmp_path / "runs")
+    assert table.exit_code == 0 and "cannot read summary.json" in table.stdout
+
+
 def test_a_metrics_log_that_is_not_text_ends_where_it_stops_being_json(trained, tmp_path):
     run = copy_run(trained, tmp_path / "runs", "r")
     good = (run / "metrics.jsonl").read_bytes()

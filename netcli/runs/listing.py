@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 from netcli.errors import NetcliError
-from netcli.files import read_json
 from netcli.metrics import best_validation, headline
 from netcli.runs.directory import LATEST, METRICS, RunDir
 
-DAMAGED = "damaged"   # the status of a run whose summary.json says something that is not a status
+DAMAGED = "damaged"   # the status shown for a summary.json that is not a JSON object or whose status is no text
+SUMMARY = "summary.json"
 
 
 def list_runs(folder: str | Path) -> list[dict]:
     """Every run directory under folder (sweep trials included), newest first.
     best_val and test: [metric, value] or None. A summary.json field of the wrong kind is shown
-    as None (its status as "damaged"); a metrics.jsonl that cannot be read, by the status."""
+    as None, and a summary.json that is not a JSON object as status "damaged" (a run without one
+    is new, running or killed); a summary.json or metrics.jsonl that cannot be read, by the status."""
     base = Path(folder)
     if not base.is_dir():
         raise NetcliError(f"{folder}: no such folder")
@@ -25,13 +27,12 @@ def list_runs(folder: str | Path) -> list[dict]:
     for path in sorted(set(found), key=lambda p: (p / "config.yaml").stat().st_mtime, reverse=True):
         if path.is_symlink() or path.name == LATEST:
             continue
-        summary = read_json(path / "summary.json")
-        summary = summary if isinstance(summary, dict) else {}
+        summary, summary_problem = _read_summary(path / SUMMARY)
         try:
             metrics, unreadable = RunDir(path).read_metrics(), None
         except NetcliError:    # no permission, an I/O error of the disk
             metrics, unreadable = [], f"cannot read {METRICS}"
-        status = summary.get("status", "running" if metrics else "new")
+        status = summary_problem or summary.get("status", "running" if metrics else "new")
         status = status if isinstance(status, str) else DAMAGED
         if status == "running" and not RunDir(path).in_use():
             status = "killed"     # no live process holds it: it was killed mid-run (SIGKILL, power loss)
@@ -46,6 +47,23 @@ def list_runs(folder: str | Path) -> list[dict]:
                      "test": _pair(headline(test if isinstance(test, dict) else None)),
                      "wall_seconds": None if running else _seconds(summary.get("wall_seconds"))})
     return rows
+
+
+def _read_summary(path: Path) -> tuple[dict, str | None]:
+    """summary.json's object and None; {} and None when there is none (a run that has not
+    written one yet, or an older netcli's); {} and the status to show when it is there but
+    cannot be read or is not a JSON object."""
+    try:
+        text = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return {}, None
+    except OSError:    # no permission, a folder, an I/O error of the disk
+        return {}, f"cannot read {SUMMARY}"
+    try:
+        summary = json.loads(text)
+    except ValueError:  # not JSON, or not UTF-8 text
+        summary = None
+    return (summary, None) if isinstance(summary, dict) else ({}, DAMAGED)
 
 
 def _pair(found: dict | None):
