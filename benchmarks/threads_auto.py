@@ -8,7 +8,7 @@ quick data sizes with --quick). For each load (idle; `busy`: one `while True` pr
 before and killed after) and each setting (1 thread; 2, 4, ..., the cores threads both ways,
 `blas` and `batch` (training.parallel); and auto), a fresh subprocess (no thread variables in its
 environment) trains `epochs` epochs (iterations for cg and L-BFGS) through netcli.training.train.
-A network whose gradient does not split by rows (dropout, sparsity) has no batch way: its
+A network whose gradient does not split by rows (a sparsity penalty) has no batch way: its
 `batch` cells are blank. Its time per epoch is the median of the epochs after the first
 (`seconds` in metrics.jsonl: the training loop's own time); the settings alternate, `rounds`
 times, and the medians of the rounds are reported. For auto, the thread count it chose and the

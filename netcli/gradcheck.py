@@ -186,6 +186,7 @@ def check_network(net, X: np.ndarray, y: np.ndarray, *, eps: float = 1e-6, metho
                                       tol=tol, coords=coords, patterns=net.kink_patterns))
     if net.splits_by_rows and len(X) > 1 and net.size:
         from netcli.nn.split import SplitBatch
+        reseed()   # the parts see the batch's own dropout / corruption draws, cut in rows
         with SplitBatch(net, 2) as split:
             split.loss_and_grad(net.theta, X, y)
         coords = pick_coordinates(net.theta.size, max_coords, rng)

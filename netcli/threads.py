@@ -4,8 +4,8 @@
 More than one thread can be used two ways (`training.parallel`):
     blas   BLAS's own threads inside each GEMM; NumPy's elementwise passes stay on one core;
     batch  the batch cut in N row parts computed at once, one thread each, BLAS on one thread
-           (netcli.nn.split; only for networks whose gradient splits by rows: no dropout,
-           input corruption or sparsity penalty).
+           (netcli.nn.split; only for networks whose gradient splits by rows: no sparsity
+           penalty).
 
 `auto` for training times a training step (Trainer.probe_step: the gradient and the
 optimizer's update on one of the first batches, the parameters and random streams left as
@@ -173,7 +173,7 @@ def for_training(setting, step: Callable[[], object], cores: int | None = None,
     unsplit = ""
     if not ways:
         ways, unsplit = [BLAS], ("; in BLAS, as parallel: batch needs a network whose gradient splits by "
-                                 "rows (no dropout, corrupt layer or sparsity penalty)")
+                                 "rows (no sparsity penalty)")
     if setting != AUTO:
         n = int(setting)
         if n == 1 or len(ways) == 1:

@@ -220,12 +220,17 @@ def mixed_net(name, penalties=True, dtype=np.float64):
     if name == "denoising_autoencoder":
         layers = [LAYERS.get("corrupt")(0.3), dense(4, "sigmoid"), LAYERS.get("dense_tied")(1, "sigmoid")]
         return build_net(layers, (6,), "mse", p({"layer": 1, "rho": 0.1, "beta": 1.0}), dtype), "real"
+    if name == "noise_in_parts":   # no sparsity: the batch way trains it, in parts given their rows of the draws
+        layers = [LAYERS.get("corrupt")(0.2, kind="gaussian"), dense(6, "relu"), LAYERS.get("dropout")(0.3),
+                  dense(5, "tanh"), LAYERS.get("corrupt")(0.3), LAYERS.get("dropout")(0.5), dense(3, "softmax")]
+        return build_net(layers, (4,), "cross_entropy", {"l2": 0.05, "l1": 0.01} if penalties else {},
+                         dtype), "one_hot"
     raise ValueError(name)
 
 
 DETERMINISTIC = ["mse", "mse_sequence", "cross_entropy", "binary_cross_entropy", "tied_autoencoder",
                  "recurrent", "convolutional"]
-NETS = DETERMINISTIC + ["dropout", "denoising_autoencoder"]
+NETS = DETERMINISTIC + ["dropout", "denoising_autoencoder", "noise_in_parts"]
 
 
 @pytest.mark.parametrize("name", NETS)

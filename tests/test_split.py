@@ -20,6 +20,7 @@ from netcli.nn.split import SplitBatch
 def batch_for(case_id: str, case: Case, rows: int):
     rng = case_rng(case_id)
     net = case_network(case, rng)
+    net.set_rng(np.random.default_rng(5))     # dropout's and corruption's streams
     X = rng.normal(size=(rows, *net.input_shape))
     y = make_targets(case.targets, (rows, *net.output_shape), rng)
     return net, X, y
@@ -35,11 +36,15 @@ for case_id, factory in cases():
 @pytest.mark.parametrize("case_id,factory", SPLITTABLE)
 def test_split_batch_gives_the_whole_batch_loss_and_gradient(case_id, factory, parts):
     net, X, y = batch_for(case_id, factory(), rows=7)     # 7 rows: parts of unequal size
+    draws = net.rng_state()
     J, grad = net.loss_and_grad(net.theta, X, y)
-    whole, terms = grad.copy(), net.last_terms
+    whole, terms, after = grad.copy(), net.last_terms, net.rng_state()
     net.grad[...] = np.nan
+    net.set_rng_state(draws)   # dropout and corruption: the parts get the whole batch's draws
     with SplitBatch(net, parts) as split:
         J_split, grad_split = split.loss_and_grad(net.theta, X, y)
+    assert net.rng_state() == after                        # and the streams move on as one thread's
+    assert all(layer.drawn is None for r in split.replicas for layer in r.layers)
     assert grad_split is net.grad
     assert J_split == pytest.approx(J, rel=1e-12, abs=1e-14)
     assert net.last_terms == pytest.approx(terms, rel=1e-12, abs=1e-14)
@@ -48,7 +53,9 @@ def test_split_batch_gives_the_whole_batch_loss_and_gradient(case_id, factory, p
 
 def test_the_table_has_cases_on_both_sides():
     assert len(SPLITTABLE) > 40
-    assert len(SPLITTABLE) < len(cases())      # dropout, corrupt and sparsity stay whole
+    assert len(SPLITTABLE) < len(cases())      # sparsity stays whole
+    assert [p.id for p in SPLITTABLE if "dropout" in p.id or "corrupt" in p.id] == \
+        ["layer:dropout[0]", "layer:dropout[1]", "layer:corrupt[0]", "layer:corrupt[1]"]
 
 
 def small_cnn(penalties=None, activation="relu") -> Network:
@@ -118,10 +125,9 @@ def test_parts_use_the_callers_error_handling():
             split.loss_and_grad(net.theta, X, y)
 
 
-@pytest.mark.parametrize("penalties,extra", [({"sparsity": {"layer": 0}}, None), ({}, "dropout")])
-def test_networks_whose_gradient_couples_rows_are_refused(penalties, extra):
-    layers = [layer("dense", 4, "sigmoid")] + ([layer("dropout", 0.5)] if extra else []) + [layer("dense", 2)]
-    weight, activation = make_penalties(penalties)
+def test_networks_whose_gradient_couples_rows_are_refused():
+    layers = [layer("dense", 4, "sigmoid"), layer("dense", 2)]
+    weight, activation = make_penalties({"sparsity": {"layer": 0}})
     net = Network(layers, (3,), LOSSES.get("mse")(), weight, activation, dtype=np.float64)
     assert not net.splits_by_rows
     with pytest.raises(ValueError, match="split by rows"):

@@ -101,7 +101,7 @@ def test_a_pinned_count_probes_only_the_way_and_a_pinned_way_only_the_count():
                                   split_step=clock.split_step)
     assert ("batch", 2) not in clock.calls and choice.way == "blas"
     choice = threads.for_training(2, clock.step, clock=clock, parallel="batch", split_step=None)
-    assert choice.way == "blas" and "splits by rows" in choice.reason      # a net with dropout
+    assert choice.way == "blas" and "splits by rows" in choice.reason      # a net with a sparsity penalty
 
 
 def test_the_batch_way_is_timed_before_blas_threads_wake():
@@ -311,10 +311,29 @@ def test_a_resumed_batch_way_run_matches_an_uninterrupted_one(tmp_path):
             np.testing.assert_array_equal(a[key], b[key])
 
 
-def test_a_network_with_dropout_gets_blas_threads_for_the_batch_way(tmp_path):
+DROPOUT_MODEL = {"input": 64, "layers": [{"type": "dense", "units": 16, "activation": "relu"},
+                                         {"type": "dropout", "rate": 0.3},
+                                         {"type": "dense", "units": 10, "activation": "softmax"}]}
+
+
+def test_a_network_with_dropout_trains_on_the_batch_way_like_one_thread(tmp_path):
+    one = train_config(tmp_path, digits_config(training={"threads": 1}, model=DROPOUT_MODEL), "one").summary
+    runs = [train_config(tmp_path, digits_config(training={"threads": 2, "parallel": "batch"}, model=DROPOUT_MODEL),
+                         name).summary for name in ("a", "b")]
+    assert runs[0]["threads"]["way"] == "batch"
+    a, b, c = (load_weights(tmp_path / name) for name in ("a", "b", "one"))
+    for key in a:
+        if key.startswith("layers."):
+            np.testing.assert_array_equal(a[key], b[key])
+            # the same dropout masks as one thread's: only the sums' order differs
+            np.testing.assert_allclose(a[key], c[key], rtol=1e-3, atol=1e-4)
+    assert runs[0]["test"]["accuracy"] == pytest.approx(one["test"]["accuracy"], abs=0.01)
+
+
+def test_a_network_with_a_sparsity_penalty_gets_blas_threads_for_the_batch_way(tmp_path):
     cfg = digits_config(training={"threads": 2, "parallel": "batch"},
-                        model={"layers": [{"type": "dense", "units": 16, "activation": "relu"},
-                                          {"type": "dropout", "rate": 0.3},
+                        regularization={"l2": 1.0e-4, "sparsity": {"layer": 0}},
+                        model={"layers": [{"type": "dense", "units": 16, "activation": "sigmoid"},
                                           {"type": "dense", "units": 10, "activation": "softmax"}]})
     result = invoke("train", write_config(tmp_path, cfg, "x"), "--run-dir", tmp_path / "run")
     assert result.exit_code == 0, result.stderr

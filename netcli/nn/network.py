@@ -128,9 +128,16 @@ class Network:
     @property
     def splits_by_rows(self) -> bool:
         """Whether the data term's gradient on a batch is the row-weighted mean of its gradients
-        on parts of the batch, computed on their own: every layer treats rows apart, and no
-        penalty looks at a whole batch's activations (sparsity's mean activation does)."""
+        on parts of the batch, computed on their own (with their rows of the batch's random
+        draws, batch_draws): every layer treats rows apart, and no penalty looks at a whole
+        batch's activations (sparsity's mean activation does)."""
         return not self.activation_penalties and all(layer.splits_by_rows for layer in self.layers)
+
+    def batch_draws(self, rows: int) -> list[tuple[int, np.ndarray]]:
+        """(layer index, draws) of every layer that draws random numbers in a training forward on
+        a batch of `rows` rows (Layer.draw, on its input's shape): what that forward would draw."""
+        drawn = ((i, layer.draw((rows, *self.shapes[i]))) for i, layer in enumerate(self.layers))
+        return [(i, values) for i, values in drawn if values is not None]
 
     def init_params(self, rng: np.random.Generator, init: str = "glorot_uniform") -> None:
         """Draw weights from the initializer, set constant-filled tensors (biases)."""

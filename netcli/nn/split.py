@@ -13,6 +13,11 @@ BLAS release the GIL for the large arrays, so the parts overlap on separate core
 is what a second core buys a network of small or skinny GEMMs (convolutions with few
 channels) whose elementwise passes BLAS's own threads leave on one core.
 
+Random layers (dropout, input corruption) see the whole batch's draws: they are drawn once,
+in the main thread, from the network's own generators (Network.batch_draws), and each part
+gets its rows, so the parts use the same numbers as the whole batch, and the generators move
+on as they would.
+
 The result depends on the number of parts (the sums are taken in another order than one
 GEMM over the whole batch takes them), never on timing: part i always lands in grad in
 the same place of the same sum.
@@ -72,10 +77,18 @@ class SplitBatch:
         m = X.shape[0]
         errors = np.geterr()   # the caller's floating-point error handling, for the parts' threads too
 
+        draws = net.batch_draws(m) if train else []
+
         def part(replica: Network, a: int, b: int) -> float:
-            with np.errstate(**errors):
-                data = replica.data_loss_and_grad(X[a:b], y[a:b], train)
-                replica.grad *= replica.dtype.type((b - a) / m)
+            for i, values in draws:
+                replica.layers[i].drawn = values[a:b]
+            try:
+                with np.errstate(**errors):
+                    data = replica.data_loss_and_grad(X[a:b], y[a:b], train)
+                    replica.grad *= replica.dtype.type((b - a) / m)
+            finally:    # a part that failed before its random layers must not leave them its rows
+                for i, _ in draws:
+                    replica.layers[i].drawn = None
             return data * (b - a) / m
 
         futures = [self.pool.submit(part, r, a, b) for r, (a, b) in zip(self.replicas[1:], ranges[1:])]

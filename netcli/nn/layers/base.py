@@ -57,12 +57,26 @@ class Layer:
                              share into its source's dW, which that layer's backward assigns)
     bind and finish_backward do nothing unless a layer needs them. `splits_by_rows` says
     whether a batch may be computed in row parts, one replica of the network each
-    (netcli.nn.split); a layer that draws random numbers per batch sets it False.
+    (netcli.nn.split). A layer that draws random numbers per batch (dropout) draws them in
+    `draw` and takes them through `random_values`: a batch cut in parts draws them once,
+    whole, and hands each part its rows (`drawn`), so the parts see the whole batch's draws.
     """
 
     activation = None
     rng: np.random.Generator | None = None
-    splits_by_rows = True   # training forward on rows a:b of a batch = rows a:b of it on the whole batch
+    splits_by_rows = True   # training forward on rows a:b of a batch (with rows a:b of its draws)
+                            # = rows a:b of it on the whole batch
+    drawn: np.ndarray | None = None   # this part's rows of the batch's draws (set by netcli.nn.split)
+
+    def draw(self, shape: tuple[int, ...]) -> np.ndarray | None:
+        """The random numbers a training forward on an input of `shape` (rows first) draws from
+        self.rng, in row order; None for a layer that draws none."""
+        return None
+
+    def random_values(self, shape: tuple[int, ...]) -> np.ndarray:
+        """draw(shape), or the rows of the batch's draws given to this part (used once)."""
+        values, self.drawn = self.drawn, None
+        return self.draw(shape) if values is None else values
 
     def bind(self, earlier: list["Layer"]) -> None:
         """Meet the layers before this one (earlier[j] is layer j); raise BuildError if one this

@@ -18,16 +18,18 @@ class Dropout(Layer):
     The mask comes from the network's seeded generator, so runs are reproducible.
     """
 
-    splits_by_rows = False   # the mask is drawn for the whole batch, in row order
-
     def __init__(self, rate: UnitFloat = 0.5):
         self.rate = rate
+
+    def draw(self, shape):
+        # float32 draws: the same mask in float32 and float64
+        return self.rng.random(shape, dtype=np.float32) if self.rate else None
 
     def forward(self, x, train):
         if not train or self.rate == 0:
             self.scale = None
             return x
-        keep = self.rng.random(x.shape, dtype=np.float32)  # the same mask in float32 and float64
+        keep = self.random_values(x.shape)
         self.scale = (keep >= self.rate).astype(x.dtype) / x.dtype.type(1 - self.rate)
         return x * self.scale
 
@@ -48,19 +50,23 @@ class Corrupt(Layer):
     The target stays the clean input.      x: (N, ...) -> y: same shape
     """
 
-    splits_by_rows = False   # the noise is drawn for the whole batch, in row order
-
     def __init__(self, rate: UnitFloat = 0.3, kind: Literal["mask", "gaussian"] = "mask"):
         self.rate, self.kind = rate, kind
+
+    def draw(self, shape):
+        if not self.rate:
+            return None
+        return self.rng.random(shape, dtype=np.float32) if self.kind == "mask" else self.rng.standard_normal(shape)
 
     def forward(self, x, train):
         self.mask = None
         if not train or self.rate == 0:
             return x
+        values = self.random_values(x.shape)
         if self.kind == "mask":
-            self.mask = (self.rng.random(x.shape, dtype=np.float32) >= self.rate).astype(x.dtype)
+            self.mask = (values >= self.rate).astype(x.dtype)
             return x * self.mask
-        return x + (self.rate * self.rng.standard_normal(x.shape)).astype(x.dtype)
+        return x + (self.rate * values).astype(x.dtype)
 
     def backward(self, dy, need_dx=True):
         if not need_dx:
