@@ -12,13 +12,14 @@ A run is the config plus overrides, as a sweep trial is: `optimizer={...}` (the 
 makes the same run again. Nothing else differs, so the seed draws the same initial theta for
 every run; compare checks that it did (the SHA-256 of theta at the first gradient evaluation).
 
-Gradient evaluations are counted where every optimizer gets its gradient, at
-`Network.loss_and_grad`: a call on a batch of b rows counts b/m of a full evaluation (m: the
-training rows), so an epoch of minibatches counts 1 and each call scipy's cg or lbfgs makes
-(line searches included) counts 1. At the end of every epoch (iteration) the objective J is
-evaluated on all m training rows, without dropout, outside the timed part of the epoch; the
-time axis is the sum of metrics.jsonl's per-epoch seconds (steps only: validation, checkpoints
-and this evaluation left out).
+Gradient evaluations are counted where every optimizer gets its gradient, at the training
+loop's loss_and_grad (Reporter.watch_gradient; a batch cut in parts is one call): a call on a
+batch of b rows counts b/m of a full evaluation (m: the training rows), so an epoch of
+minibatches counts 1 and each call scipy's cg or lbfgs makes (line searches included) counts 1.
+At the end of every epoch (iteration) the objective J is evaluated on all m training rows,
+without dropout, outside the timed part of the epoch; the time axis is the sum of
+metrics.jsonl's per-epoch seconds (steps only: validation, checkpoints and this evaluation
+left out).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,7 +166,6 @@ class Curve:
 
     def __init__(self, X: np.ndarray, y: np.ndarray):
         self.X, self.y, self.m = X, y, len(X)
-        self.armed = False     # set when the optimizer starts: calls before (a thread probe) are not its
         self.net = None
         self.evals = 0.0
         self.calls = 0
@@ -180,9 +179,7 @@ class Curve:
         return float(data + penalty), float(data)
 
     def gradient(self, net, theta, X) -> None:
-        """Called before each loss_and_grad(theta, X, y) of the run."""
-        if not self.armed:
-            return
+        """Called before each loss_and_grad(theta, X, y) of the training loop."""
         if self.net is None:
             self.net = net
             self.initial_theta = theta_sha256(theta)
@@ -205,33 +202,20 @@ class Curve:
         p["data_term"].append(terms[1])
 
 
-@contextmanager
-def watching(curve: Curve):
-    """Within the block, every Network.loss_and_grad call is reported to curve first: the one
-    function every optimizer consumes, so one counter serves them all."""
-    from netcli.nn import Network
-
-    original = Network.loss_and_grad
-
-    def counted(net, theta, X, y, *args, **kwargs):
-        curve.gradient(net, theta, X)
-        return original(net, theta, X, y, *args, **kwargs)
-
-    Network.loss_and_grad = counted
-    try:
-        yield curve
-    finally:
-        Network.loss_and_grad = original
-
-
 class _CurveReporter(Reporter):
+    """The run's reporter, and the curve's instrument: every gradient the training loop asks for
+    (the one function every optimizer consumes, a batch cut in parts or not) is reported to the
+    curve first; a thread probe's steps, taken before the loop, are not the optimizer's."""
+
     def __init__(self, curve: Curve, quiet: bool, out=None):
         super().__init__(quiet=quiet, out=out)
         self.curve = curve
 
-    def start(self, epochs: int, batches_per_epoch: int, done: int = 0) -> None:
-        self.curve.armed = True
-        super().start(epochs, batches_per_epoch, done)
+    def watch_gradient(self, net, loss_and_grad):
+        def counted(theta, X, y, *args, **kwargs):
+            self.curve.gradient(net, theta, X)
+            return loss_and_grad(theta, X, y, *args, **kwargs)
+        return counted
 
     def epoch(self, record: dict):
         self.curve.epoch(record)
@@ -280,7 +264,7 @@ def run(p: Plan, console=None, verbose: bool = False) -> Comparison:
         curve = Curve(X, y)
         status, message, summary = "finished", "", {}
         try:
-            with watching(curve), threadpool_limits(limits=p.threads, user_api="blas"):
+            with threadpool_limits(limits=p.threads, user_api="blas"):
                 result = train(entrant.config, run_dir=run_dir, reporter=_CurveReporter(curve, not verbose, talk))
             summary = result.summary
             status = summary.get("status", status)

@@ -178,7 +178,7 @@ class Trainer:
         self.started, self.progress_wall_at_start = time.perf_counter(), self.progress.wall_seconds
         status, message = "finished", ""
         parts = self.threads.split if self.threads is not None else 1
-        self.loss_and_grad = self.gradient(parts)
+        self.loss_and_grad = self.reporter.watch_gradient(self.net, self.gradient(parts))
         with interrupt_once() as interrupts:   # one interrupt: a second cannot cut the save short
             try:
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is checked

@@ -158,6 +158,22 @@ def test_a_short_last_batch_counts_its_own_rows(tmp_path):
     assert steps * 50 / ROWS == pytest.approx(2.5)
 
 
+def test_the_batch_way_counts_like_one_thread(compared, tmp_path):
+    """A batch cut in parts is one gradient evaluation of its rows, not none (the parts' threads
+    never call Network.loss_and_grad), and the probe's steps before the loop are not counted."""
+    _, config, _, _, doc = compared
+    result = invoke("compare", config, "--optimizers", "adam,lbfgs", "--set", "training.threads=2",
+                    "--set", "training.parallel=batch", "--out", tmp_path / "c", "--json")
+    assert result.exit_code == 0, result.stderr
+    one = {r["optimizer"]: r for r in doc["runs"]}
+    for r in json.loads(result.stdout)["runs"]:
+        assert run_summary(tmp_path / "c", r["optimizer"])["threads"]["way"] == "batch"
+        assert r["grad_evals"] == one[r["optimizer"]]["grad_evals"] > 0
+        assert r["gradient_calls"] == one[r["optimizer"]]["gradient_calls"]
+        assert r["initial_theta_sha256"] == one[r["optimizer"]]["initial_theta_sha256"]
+        np.testing.assert_allclose(r["curve"]["objective"], one[r["optimizer"]]["curve"]["objective"], rtol=1e-4)
+
+
 # -- the figure and comparison.json -----------------------------------------------------
 
 def test_figure_is_a_png(compared):
