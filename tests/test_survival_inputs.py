@@ -244,16 +244,18 @@ def test_runs_shows_summary_fields_of_the_wrong_kind_as_damaged_or_blank(trained
             assert value in table.stdout
 
 
-def test_a_metrics_log_that_cannot_be_read(trained, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["metrics.jsonl", "summary.json"])
+def test_a_run_file_that_cannot_be_read(trained, tmp_path, monkeypatch, name):
     run = copy_run(trained, tmp_path / "runs", "r")
-    unreadable(monkeypatch, run / "metrics.jsonl")
+    unreadable(monkeypatch, run / name)
     listed = invoke("runs", tmp_path / "runs", "--json")
     assert listed.exit_code == 0, (listed.stderr, listed.exception)
-    assert json.loads(listed.stdout)[0]["status"] == "cannot read metrics.jsonl"
+    assert json.loads(listed.stdout)[0]["status"] == f"cannot read {name}"
     table = invoke("runs", tmp_path / "runs")
-    assert table.exit_code == 0 and "cannot read metrics.jsonl" in table.stdout
-    one_error_line(invoke("plot", run), "metrics.jsonl", "Permission denied")
-    one_error_line(invoke("diff", run, trained), "metrics.jsonl", "Permission denied")
+    assert table.exit_code == 0 and f"cannot read {name}" in table.stdout
+    if name == "metrics.jsonl":
+        one_error_line(invoke("plot", run), "metrics.jsonl", "Permission denied")
+        one_error_line(invoke("diff", run, trained), "metrics.jsonl", "Permission denied")
 
 
 @pytest.mark.parametrize("text", [b"[1, 2]", b'"finished"', b"{not json", b"\xff\xfe", b""])
@@ -264,16 +266,6 @@ def test_runs_shows_a_summary_that_is_not_an_object_as_damaged(trained, tmp_path
     assert listed.exit_code == 0, (listed.stderr, listed.exception)
     row = json.loads(listed.stdout)[0]
     assert row["status"] == "damaged" and row["epochs"] == 2 and row["wall_seconds"] is None
-
-
-def test_runs_shows_a_summary_that_cannot_be_read_as_such(trained, tmp_path, monkeypatch):
-    run = copy_run(trained, tmp_path / "runs", "r")
-    unreadable(monkeypatch, run / "summary.json")
-    listed = invoke("runs", tmp_path / "runs", "--json")
-    assert listed.exit_code == 0, (listed.stderr, listed.exception)
-    assert json.loads(listed.stdout)[0]["status"] == "cannot read summary.json"
-    table = invoke("runs", tmp_path / "runs")
-    assert table.exit_code == 0 and "cannot read summary.json" in table.stdout
 
 
 def test_a_metrics_log_that_is_not_text_ends_where_it_stops_being_json(trained, tmp_path):
